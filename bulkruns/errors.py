@@ -1,0 +1,159 @@
+"""The exceptions bulkruns raises, as one shallow tree.
+
+    BulkrunsError                 everything bulkruns raises
+    ├── ConfigError               bad settings or input: nothing was sent (exit 2)
+    │   └── JournalError          a result log that cannot be read or does not fit
+    ├── APIError                  Tallyfy answered with an error status
+    │   ├── AuthError             401: the token is wrong or expired; aborts a job
+    │   ├── PermissionDenied      403: the token's user may not do this
+    │   ├── NotFound              404: no such run (or, on some deployments, not archived)
+    │   ├── Unprocessable         400 / 422: the request was understood and refused
+    │   ├── RateLimited           429: too many requests; ``retry_after`` says how long to wait
+    │   └── ServerError           5xx: Tallyfy failed; the change may or may not have happened
+    ├── TransportError            no HTTP answer: connection refused or reset, timeout
+    └── JobAborted                a job stopped before its end (auth, failure budget); resumable
+
+Every error's message is meant for a person and never contains the access token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "APIError",
+    "AuthError",
+    "BulkrunsError",
+    "ConfigError",
+    "JobAborted",
+    "JournalError",
+    "NotFound",
+    "PermissionDenied",
+    "RateLimited",
+    "ServerError",
+    "TransportError",
+    "Unprocessable",
+    "api_error",
+]
+
+
+class BulkrunsError(Exception):
+    """Base class of every error bulkruns raises."""
+
+
+class ConfigError(BulkrunsError):
+    """A setting or an input is unusable; raised before any request is sent."""
+
+
+class JournalError(ConfigError):
+    """A result log is missing, corrupt, or belongs to another organisation."""
+
+
+class APIError(BulkrunsError):
+    """Tallyfy answered with an error status.
+
+    Attributes:
+        status: the HTTP status code.
+        message: Tallyfy's message, or a description of the body when it had none.
+        errors: field name -> messages, from a validation error body.
+        request_id: the ``X-Request-Id`` response header, worth quoting to Tallyfy support.
+        retry_after: seconds to wait before trying again, from ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        errors: Mapping[str, Sequence[str]] | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.errors: dict[str, list[str]] = {k: list(v) for k, v in (errors or {}).items()}
+        self.request_id = request_id
+        self.retry_after = retry_after
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        text = f"HTTP {self.status}: {self.message}"
+        if self.errors:
+            fields = "; ".join(f"{k}: {', '.join(v)}" for k, v in sorted(self.errors.items()))
+            text += f" ({fields})"
+        if self.request_id:
+            text += f" [request {self.request_id}]"
+        return text
+
+
+class AuthError(APIError):
+    """401: the access token was refused."""
+
+
+class PermissionDenied(APIError):
+    """403: the token's user lacks the role for this request."""
+
+
+class NotFound(APIError):
+    """404: the run does not exist for this organisation."""
+
+
+class Unprocessable(APIError):
+    """400 or 422: the request was refused as invalid."""
+
+
+class RateLimited(APIError):
+    """429: the rate limit was exceeded."""
+
+
+class ServerError(APIError):
+    """5xx: the server failed; the change may or may not have been applied."""
+
+
+class TransportError(BulkrunsError):
+    """No HTTP answer was received.
+
+    Attributes:
+        sent: False when the connection was never made (the request certainly had no
+            effect); True when the request may have reached the server (a reset or a
+            timeout after sending), so its outcome is unknown.
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        self.sent = sent
+        super().__init__(message)
+
+
+class JobAborted(BulkrunsError):
+    """A job stopped before its end; the journal lets it be resumed.
+
+    Attributes:
+        reason: ``"auth"``, ``"failure-budget"`` or ``"interrupted"``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: Unprocessable,
+    401: AuthError,
+    403: PermissionDenied,
+    404: NotFound,
+    422: Unprocessable,
+    429: RateLimited,
+}
+
+
+def api_error(
+    status: int,
+    message: str,
+    *,
+    errors: Mapping[str, Sequence[str]] | None = None,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> APIError:
+    """Build the APIError subclass that fits ``status``."""
+    cls = ServerError if status >= 500 else _BY_STATUS.get(status, APIError)
+    return cls(status, message, errors=errors, request_id=request_id, retry_after=retry_after)

@@ -1,0 +1,234 @@
+"""What a job selects: a run filter (server query plus client-side dates), or a list of run IDs.
+
+No I/O here but reading an ID file the caller opened.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from bulkruns.errors import ConfigError
+
+__all__ = [
+    "STATUSES",
+    "ArchivedStyle",
+    "RunFilter",
+    "is_run_id",
+    "parse_when",
+    "read_ids",
+]
+
+STATUSES = ("active", "complete", "problem", "delayed", "archived")
+
+ArchivedStyle = Literal["status", "only"]
+"""How archived runs are listed: ``status=archived`` (Tallyfy's docs) or ``archived=only``
+(Tallyfy's own clients)."""
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def is_run_id(text: str) -> bool:
+    """Whether ``text`` is a Tallyfy run ID: 32 lowercase hexadecimal characters."""
+    return _RUN_ID.fullmatch(text) is not None
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> datetime:
+    """A moment from an ISO 8601 date or date-time, or an age before ``now`` (``90d``, ``12h``).
+
+    Ages take s, m, h, d or w. A date or time without a zone is read as UTC.
+
+    Raises:
+        ConfigError: the text is neither.
+    """
+    text = text.strip()
+    age = _AGE.fullmatch(text)
+    if age:
+        amount, unit = float(age.group(1)), _AGE_UNITS[age.group(2)]
+        return (now or datetime.now(UTC)) - timedelta(**{unit: amount})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a date or an age: give an ISO date such as 2025-01-31, "
+            "a date-time such as 2025-01-31T18:00:00Z, or an age such as 90d or 12h"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _parse_timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFilter:
+    """A query over an organisation's runs.
+
+    Every attribute but the two dates is a Tallyfy list filter, sent to the server. The dates
+    are applied by bulkruns to each listed run, since Tallyfy cannot filter on them: a run whose
+    ``created_at`` (or ``last_updated``) is missing or unreadable does not match.
+
+    Attributes:
+        q: text searched in run names.
+        status: one of ``STATUSES``.
+        owners: user IDs; a run owned by any of them matches.
+        checklist_id: the template the runs were launched from.
+        folder: a folder ID.
+        tag: a tag ID.
+        starred: only starred runs (True) or only unstarred ones (False).
+        type: ``procedure`` or ``form``, for example.
+        groups: group IDs involved in the runs' tasks.
+        task_status: a status of the runs' tasks, such as ``in-progress``.
+        sort: a sort field, such as ``created_at`` or ``-created_at``.
+        created_before: only runs created before this moment.
+        updated_before: only runs last updated before this moment.
+    """
+
+    q: str | None = None
+    status: str | None = None
+    owners: tuple[str, ...] = ()
+    checklist_id: str | None = None
+    folder: str | None = None
+    tag: str | None = None
+    starred: bool | None = None
+    type: str | None = None
+    groups: tuple[str, ...] = ()
+    task_status: str | None = None
+    sort: str | None = None
+    created_before: datetime | None = None
+    updated_before: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise ConfigError(
+                f"unknown status {self.status!r}: choose one of {', '.join(STATUSES)}"
+            )
+        for name in ("owners", "groups"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"{name} must be a sequence of non-empty IDs")
+            object.__setattr__(self, name, tuple(value))
+        for name in ("created_before", "updated_before"):
+            moment = getattr(self, name)
+            if moment is not None and moment.tzinfo is None:
+                object.__setattr__(self, name, moment.replace(tzinfo=UTC))
+
+    def params(self, *, archived: ArchivedStyle | None = None) -> list[tuple[str, str]]:
+        """The server's query parameters, without paging.
+
+        Args:
+            archived: select archived runs, in this style, instead of the default live ones.
+        """
+        out: list[tuple[str, str]] = []
+        status = self.status
+        if archived is not None:
+            if status not in (None, "archived") and archived == "status":
+                raise ConfigError(
+                    f"archived runs are selected with status=archived, so --status {status} "
+                    "cannot be combined with it; use the archived=only style to keep it"
+                )
+            if archived == "status":
+                status = "archived"
+            else:
+                out.append(("archived", "only"))
+        scalars = (
+            ("q", self.q),
+            ("status", status),
+            ("checklist_id", self.checklist_id),
+            ("folder", self.folder),
+            ("tag", self.tag),
+            ("type", self.type),
+            ("task_status", self.task_status),
+            ("sort", self.sort),
+        )
+        out.extend((k, v) for k, v in scalars if v is not None)
+        if self.owners:
+            out.append(("owners", ",".join(self.owners)))
+        if self.groups:
+            out.append(("groups", ",".join(self.groups)))
+        if self.starred is not None:
+            out.append(("starred", "true" if self.starred else "false"))
+        return out
+
+    @property
+    def filters_locally(self) -> bool:
+        """Whether some runs the server returns may still be left out by bulkruns."""
+        return self.created_before is not None or self.updated_before is not None
+
+    def accepts(self, run: Mapping[str, Any]) -> bool:
+        """Whether a run the server listed also passes the client-side date filters."""
+        for limit, key in (
+            (self.created_before, "created_at"),
+            (self.updated_before, "last_updated"),
+        ):
+            if limit is None:
+                continue
+            moment = _parse_timestamp(run.get(key))
+            if moment is None or moment >= limit:
+                return False
+        return True
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready description, for the journal's header; ``from_record`` reverses it."""
+        record = {k: v for k, v in asdict(self).items() if v not in (None, ())}
+        for key in ("created_before", "updated_before"):
+            if key in record:
+                record[key] = record[key].isoformat()
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> RunFilter:
+        """The filter a journal header describes.
+
+        Raises:
+            ConfigError: the record does not describe a filter.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = set(record) - names
+        if unknown:
+            raise ConfigError(f"unknown filter fields in the log: {', '.join(sorted(unknown))}")
+        values = dict(record)
+        try:
+            for key in ("owners", "groups"):
+                if key in values:
+                    values[key] = tuple(values[key])
+            for key in ("created_before", "updated_before"):
+                if key in values:
+                    values[key] = datetime.fromisoformat(values[key])
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"the log's filter is unreadable: {exc}") from None
+
+
+def read_ids(lines: Iterable[str], *, source: str) -> Iterator[str]:
+    """Run IDs from lines of text, one a line; blank lines and ``#`` comments are skipped.
+
+    Args:
+        lines: the text, line by line.
+        source: the file's name, for error messages.
+
+    Raises:
+        ConfigError: a line that is not a run ID, naming the file and line.
+    """
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if not is_run_id(text):
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise ConfigError(
+                f"{source} line {number}: {shown!r} is not a run ID "
+                "(32 lowercase hexadecimal characters)"
+            )
+        yield text

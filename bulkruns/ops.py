@@ -1,0 +1,172 @@
+"""The four operations: what each selects, what it records, what it calls, and its inverse.
+
+No I/O here: the engine calls the client with the steps an operation names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bulkruns.errors import ConfigError
+
+__all__ = ["UPDATABLE_FIELDS", "Operation", "Step", "validate_fields"]
+
+Step = Literal["archive", "activate", "update", "delete"]
+"""One API call: each operation is one step, except delete with archive-first (two)."""
+
+OperationName = Literal["archive", "activate", "update", "delete"]
+
+UPDATABLE_FIELDS = (
+    "name",
+    "summary",
+    "owner_id",
+    "starred",
+    "is_public",
+    "publicly_hidden_fields",
+    "users",
+    "groups",
+    "prerun",
+)
+
+_MAX_NAME = 550
+
+
+def _check_field(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``name``, or None."""
+    if name == "name":
+        if not isinstance(value, str) or not value.strip():
+            return "name must be a non-empty string"
+        if len(value) > _MAX_NAME:
+            return f"name is {len(value)} characters long; Tallyfy allows at most {_MAX_NAME}"
+    elif name in ("summary", "owner_id"):
+        if not isinstance(value, str):
+            return f"{name} must be a string"
+    elif name in ("starred", "is_public"):
+        if not isinstance(value, bool):
+            return f"{name} must be true or false"
+    elif name in ("publicly_hidden_fields", "users", "groups"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return (
+                f'{name} must be a JSON list of IDs, such as ["id1","id2"] (it replaces the list)'
+            )
+    elif name == "prerun" and not isinstance(value, dict):
+        return 'prerun must be a JSON object of kick-off field values, such as {"field_id":"value"}'
+    return None
+
+
+def validate_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Check an update's fields before any request is sent.
+
+    Returns:
+        a plain copy of the fields.
+
+    Raises:
+        ConfigError: an unknown field, or a value of the wrong kind.
+    """
+    for name, value in fields.items():
+        if name not in UPDATABLE_FIELDS:
+            raise ConfigError(
+                f"{name!r} cannot be updated: choose from {', '.join(UPDATABLE_FIELDS)}"
+            )
+        problem = _check_field(name, value)
+        if problem:
+            raise ConfigError(problem)
+    return dict(fields)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operation:
+    """One change applied to every selected run.
+
+    Attributes:
+        name: archive, activate (restore an archived run), update, or delete (permanent).
+        fields: for update, the fields to set on every run; empty when each run carries its
+            own (an undo puts back each run's before-state).
+        archive_first: for delete, archive each run before deleting it, so live runs can be
+            selected; without it, delete selects archived runs.
+    """
+
+    name: OperationName
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    archive_first: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in ("archive", "activate", "update", "delete"):
+            raise ConfigError(f"unknown operation {self.name!r}")
+        if self.name == "update":
+            object.__setattr__(self, "fields", validate_fields(self.fields))
+        elif self.fields:
+            raise ConfigError(f"{self.name} takes no fields to set")
+        if self.archive_first and self.name != "delete":
+            raise ConfigError("archive-first goes with delete only")
+
+    @property
+    def selects_archived(self) -> bool:
+        """Whether the runs to select are archived ones (hidden from default lists)."""
+        return self.name == "activate" or (self.name == "delete" and not self.archive_first)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The calls made for each run, in order."""
+        if self.name == "delete" and self.archive_first:
+            return ("archive", "delete")
+        return (self.name,)
+
+    @property
+    def recorded_fields(self) -> tuple[str, ...]:
+        """The run fields kept as an item's before-state: those the operation changes."""
+        if self.name == "update":
+            return tuple(self.fields)
+        if self.name == "delete":
+            return ("name", "status", "archived_at")
+        return ("status", "archived_at")
+
+    def before(self, run: Mapping[str, Any]) -> dict[str, Any]:
+        """A listed run's before-state: the recorded fields it has."""
+        return {k: run[k] for k in self.recorded_fields if k in run}
+
+    def already_done(self, run: Mapping[str, Any]) -> bool:
+        """Whether a listed run needs no request: an update whose fields already hold."""
+        return self.name == "update" and all(
+            k in run and run[k] == v for k, v in self.fields.items()
+        )
+
+    def inverse(self) -> Operation:
+        """The operation that undoes this one; an update's sets each run's own before-state.
+
+        Raises:
+            ConfigError: a permanent delete, which nothing undoes.
+        """
+        if self.name == "archive":
+            return Operation(name="activate")
+        if self.name == "activate":
+            return Operation(name="archive")
+        if self.name == "update":
+            return Operation(name="update")
+        raise ConfigError("a permanent delete cannot be undone: the runs no longer exist")
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready description, for the journal's header."""
+        record: dict[str, Any] = {"operation": self.name}
+        if self.fields:
+            record["fields"] = dict(self.fields)
+        if self.archive_first:
+            record["archive_first"] = True
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Operation:
+        """The operation a journal header describes.
+
+        Raises:
+            ConfigError: the header names no usable operation.
+        """
+        name = record.get("operation")
+        if name not in ("archive", "activate", "update", "delete"):
+            raise ConfigError(f"the log names no known operation (found {name!r})")
+        fields = record.get("fields") or {}
+        if not isinstance(fields, dict):
+            raise ConfigError("the log's update fields are not an object")
+        return cls(name=name, fields=fields, archive_first=bool(record.get("archive_first")))

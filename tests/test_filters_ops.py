@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bulkruns.errors import ConfigError
+from bulkruns.filters import RunFilter, is_run_id, parse_when, read_ids
+from bulkruns.ops import Operation, validate_fields
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def test_parse_when_reads_ages_and_iso() -> None:
+    assert parse_when("90d", now=NOW) == NOW - timedelta(days=90)
+    assert parse_when("12h", now=NOW) == NOW - timedelta(hours=12)
+    assert parse_when("2w", now=NOW) == NOW - timedelta(weeks=2)
+    assert parse_when("2025-01-31") == datetime(2025, 1, 31, tzinfo=UTC)
+    assert parse_when("2025-01-31T18:00:00Z") == datetime(2025, 1, 31, 18, tzinfo=UTC)
+    assert parse_when("2025-01-31T18:00:00+02:00").utcoffset() == timedelta(hours=2)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "90", "d90", "2025-13-01", "12y"])
+def test_parse_when_refuses_nonsense(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a date or an age"):
+        parse_when(text)
+
+
+def test_params_encode_every_server_filter() -> None:
+    f = RunFilter(
+        q="ACME Corp",
+        status="complete",
+        owners=("u1", "u2"),
+        checklist_id="t1",
+        folder="f1",
+        tag="g1",
+        starred=False,
+        type="procedure",
+        groups=("gr",),
+        task_status="completed",
+        sort="-created_at",
+    )
+    assert dict(f.params()) == {
+        "q": "ACME Corp",
+        "status": "complete",
+        "checklist_id": "t1",
+        "folder": "f1",
+        "tag": "g1",
+        "type": "procedure",
+        "task_status": "completed",
+        "sort": "-created_at",
+        "owners": "u1,u2",
+        "groups": "gr",
+        "starred": "false",
+    }
+
+
+def test_archived_selection_in_both_styles() -> None:
+    assert RunFilter().params(archived="status") == [("status", "archived")]
+    assert RunFilter(status="complete").params(archived="only") == [
+        ("archived", "only"),
+        ("status", "complete"),
+    ]
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        RunFilter(status="complete").params(archived="status")
+
+
+def test_unknown_status_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown status 'complet'"):
+        RunFilter(status="complet")
+
+
+def test_client_side_dates() -> None:
+    f = RunFilter(created_before=datetime(2025, 1, 1), updated_before=datetime(2025, 6, 1))
+    assert f.filters_locally
+    old = {"created_at": "2024-03-01T00:00:00Z", "last_updated": "2025-02-01T00:00:00.000Z"}
+    assert f.accepts(old)
+    assert not f.accepts({**old, "created_at": "2025-03-01T00:00:00Z"})
+    assert not f.accepts({**old, "last_updated": "2025-07-01T00:00:00Z"})
+    assert not f.accepts({"created_at": None, "last_updated": "2025-02-01T00:00:00Z"})
+    assert not f.accepts({"created_at": "garbage", "last_updated": "2025-02-01T00:00:00Z"})
+    assert RunFilter().accepts({})
+
+
+def test_filter_record_round_trip() -> None:
+    f = RunFilter(q="x", owners=("a",), starred=True, created_before=parse_when("2025-01-01"))
+    assert RunFilter.from_record(f.to_record()) == f
+    with pytest.raises(ConfigError, match="unknown filter fields"):
+        RunFilter.from_record({"colour": "red"})
+
+
+def test_read_ids_validates_each_line() -> None:
+    good = "a" * 32
+    assert list(read_ids([good + "\n", "\n", "# note\n", f"  {good}  "], source="ids")) == [
+        good,
+        good,
+    ]
+    with pytest.raises(ConfigError, match=r"ids.txt line 2: 'ABC' is not a run ID"):
+        list(read_ids([good, "ABC"], source="ids.txt"))
+    assert is_run_id("0123456789abcdef0123456789abcdef")
+    assert not is_run_id("0123456789ABCDEF0123456789ABCDEF")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"colour": "red"}, "'colour' cannot be updated"),
+        ({"name": "x" * 551}, "at most 550"),
+        ({"name": ""}, "non-empty"),
+        ({"starred": "yes"}, "true or false"),
+        ({"users": "u1"}, "JSON list"),
+        ({"prerun": []}, "JSON object"),
+        ({"summary": 3}, "must be a string"),
+    ],
+)
+def test_update_fields_are_validated_locally(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_fields(fields)
+
+
+def test_operations_know_their_steps_selection_and_inverse() -> None:
+    archive = Operation(name="archive")
+    assert archive.steps == ("archive",)
+    assert not archive.selects_archived
+    assert archive.inverse() == Operation(name="activate")
+    assert Operation(name="activate").inverse() == archive
+    assert Operation(name="activate").selects_archived
+    delete = Operation(name="delete")
+    assert delete.selects_archived
+    assert Operation(name="delete", archive_first=True).steps == ("archive", "delete")
+    with pytest.raises(ConfigError, match="cannot be undone"):
+        delete.inverse()
+    with pytest.raises(ConfigError, match="delete only"):
+        Operation(name="archive", archive_first=True)
+    with pytest.raises(ConfigError, match="takes no fields"):
+        Operation(name="archive", fields={"name": "x"})
+
+
+def test_update_records_and_skips_by_its_fields() -> None:
+    update = Operation(name="update", fields={"starred": True})
+    run = {"id": "a" * 32, "starred": False, "name": "n", "status": "active"}
+    assert update.before(run) == {"starred": False}
+    assert not update.already_done(run)
+    assert update.already_done({**run, "starred": True})
+    assert Operation(name="archive").before(run) == {"status": "active"}
+    assert Operation.from_record(update.to_record()) == update
+    with pytest.raises(ConfigError, match="no known operation"):
+        Operation.from_record({"operation": "explode"})

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+
+from bulkruns.errors import (
+    AuthError,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TransportError,
+    Unprocessable,
+    api_error,
+)
+from bulkruns.retry import RetryPolicy, outcome_unknown, parse_retry_after, retryable
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (504, True),
+        (501, False),
+        (400, False),
+        (401, False),
+        (403, False),
+        (404, False),
+        (422, False),
+    ],
+)
+def test_retryable_statuses(status: int, expected: bool) -> None:
+    assert retryable(api_error(status, "x")) is expected
+
+
+def test_transport_errors_are_retryable_and_unknown_only_once_sent() -> None:
+    assert retryable(TransportError("refused", sent=False))
+    assert not outcome_unknown(TransportError("refused", sent=False))
+    assert outcome_unknown(TransportError("reset", sent=True))
+    assert outcome_unknown(ServerError(502, "bad gateway"))
+    assert not outcome_unknown(RateLimited(429, "slow down"))
+    assert not outcome_unknown(NotFound(404, "gone"))
+
+
+def test_api_error_picks_the_subclass_and_describes_itself() -> None:
+    error = api_error(422, "invalid", errors={"name": ["too long"]}, request_id="r-1")
+    assert isinstance(error, Unprocessable)
+    assert str(error) == "HTTP 422: invalid (name: too long) [request r-1]"
+    assert isinstance(api_error(401, "no"), AuthError)
+    assert isinstance(api_error(599, "boom"), ServerError)
+    assert type(api_error(418, "teapot")).__name__ == "APIError"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        ("0", 0.0),
+        ("-3", 0.0),
+        (None, None),
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+    ],
+)
+def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    now = 1_700_000_000.0
+    header = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after(header, now=now) == pytest.approx(30.0)
+    past = email.utils.formatdate(now - 30, usegmt=True)
+    assert parse_retry_after(past, now=now) == 0.0
+
+
+def test_backoff_is_full_jitter_doubling_to_a_cap() -> None:
+    top = RetryPolicy(base_delay=0.5, max_delay=4.0, random=lambda: 0.999999)
+    assert [round(top.backoff(n), 3) for n in range(1, 6)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    bottom = RetryPolicy(random=lambda: 0.0)
+    assert bottom.backoff(3) == 0.0
+
+
+def test_next_delay_honours_retry_after_over_backoff() -> None:
+    policy = RetryPolicy(random=lambda: 0.5)
+    throttled = RateLimited(429, "slow", retry_after=12.0)
+    assert policy.next_delay(throttled, attempt=1, elapsed=0.0) == 12.0
+    assert policy.next_delay(ServerError(503, "x"), attempt=2, elapsed=0.0) == 0.5
+    assert policy.next_delay(ServerError(503, "x", retry_after=100.0), attempt=1, elapsed=0) == 30.0
+
+
+def test_next_delay_is_bounded_by_attempts_and_time() -> None:
+    policy = RetryPolicy(max_attempts=3, max_elapsed=10.0, random=lambda: 0.5)
+    error = ServerError(500, "x")
+    assert policy.next_delay(error, attempt=2, elapsed=0.0) is not None
+    assert policy.next_delay(error, attempt=3, elapsed=0.0) is None
+    assert policy.next_delay(RateLimited(429, "x", retry_after=11.0), attempt=1, elapsed=0) is None
+    assert policy.next_delay(NotFound(404, "x"), attempt=1, elapsed=0.0) is None
+
+
+def test_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="max_delay"):
+        RetryPolicy(base_delay=5.0, max_delay=1.0)

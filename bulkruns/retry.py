@@ -89,9 +89,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """The delay after failed attempt number ``attempt`` (1-based): full jitter."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** min(attempt - 1, 62))
-        jitter: float = self.random()
-        return jitter * ceiling
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(attempt - 1, 62))
+        return self.random() * ceiling
 
     def next_delay(self, error: BulkrunsError, *, attempt: int, elapsed: float) -> float | None:
         """Seconds to wait before the next attempt, or None when ``error`` is final.

@@ -1,0 +1,19 @@
+"""A local server that behaves like Tallyfy's run endpoints, for rehearsals and tests.
+
+    async with Sandbox(SandboxConfig(runs=1000)) as sandbox:
+        async with Client(org=sandbox.org, token=sandbox.token, base_url=sandbox.base_url) as c:
+            page = await c.list_runs([("status", "active")])
+
+It serves seeded runs under ``/api/organizations/{org}/runs…`` (and without ``/api``), with
+Tallyfy's envelopes, errors, pagination quirks and rolling-window rate limit, and can
+inject latency and faults. ``GET /_sandbox/stats`` reports what it served and changed.
+Modules: ``config`` (settings), ``store`` (runs, filters, pages), ``limits`` (rate limit,
+faults), ``state`` (live state and stats), ``app`` (HTTP handlers), ``server`` (serving).
+"""
+
+from bulkruns.sandbox.app import make_app, state_of
+from bulkruns.sandbox.config import SandboxConfig
+from bulkruns.sandbox.server import Sandbox
+from bulkruns.sandbox.state import SandboxState
+
+__all__ = ["Sandbox", "SandboxConfig", "SandboxState", "make_app", "state_of"]

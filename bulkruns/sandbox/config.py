@@ -1,0 +1,100 @@
+"""The sandbox's settings: how many runs, how strict the rate limit, which faults to inject."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass
+
+__all__ = ["LINKS_STYLES", "SandboxConfig"]
+
+# One token per process, so that every sandbox started by one test session or one
+# `bulkruns sandbox` accepts the same credentials unless a token is given.
+_PROCESS_TOKEN = "sbx_" + secrets.token_hex(16)
+
+LINKS_STYLES = ("object", "list", "null")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SandboxConfig:
+    """How a sandbox behaves.
+
+    Attributes:
+        org: the organisation ID the sandbox serves; any other org in a path gets 403.
+        token: the bearer token it accepts; random per process unless given.
+        runs: how many runs to seed.
+        seed: the seed of the generated runs and of the fault dice.
+        rate_limit: requests per ``window`` seconds per token (rolling); 0 = no limit.
+        window: the rolling window of the rate limit, in seconds.
+        burst_limit: the most requests accepted in any one second before a burst penalty;
+            None = three times the average rate per second, at least 5.
+        burst_penalty: seconds of 429 answers after a burst.
+        latency: seconds each request waits before it is handled.
+        jitter: up to this many seconds more or less than ``latency``, uniformly.
+        fail_before: share of mutations answered 503 before anything changed.
+        fail_after: share of mutations answered 500 after the change was applied.
+        reset_rate: share of requests whose connection is dropped without an answer
+            (for mutations, after the change was applied).
+        stall_rate: share of requests held ``stall_seconds`` before they are handled.
+        stall_seconds: how long a stalled request is held.
+        delete_unarchived_status: the status of a permanent delete of a run that is not
+            archived: 422, or 404 as some deployments answer.
+        total_pages_quirk: compute ``total_pages`` with the default page size 10, as
+            Tallyfy has been seen to do, instead of ``per_page``.
+        links_style: the shape of ``meta.pagination.links``: ``"object"``
+            (``{"next": …, "previous": …}``), ``"list"`` (``[]``) or ``"null"``.
+    """
+
+    org: str = "sandbox-org"
+    token: str = _PROCESS_TOKEN
+    runs: int = 1000
+    seed: int = 1
+    rate_limit: int = 600
+    window: float = 60.0
+    burst_limit: int | None = None
+    burst_penalty: float = 3.0
+    latency: float = 0.0
+    jitter: float = 0.0
+    fail_before: float = 0.0
+    fail_after: float = 0.0
+    reset_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall_seconds: float = 30.0
+    delete_unarchived_status: int = 422
+    total_pages_quirk: bool = False
+    links_style: str = "object"
+
+    def __post_init__(self) -> None:
+        if not self.org or "/" in self.org or self.org.strip() != self.org:
+            raise ValueError("org must be a non-empty path segment without '/' or spaces")
+        if not self.token or any(c.isspace() for c in self.token):
+            raise ValueError("token must be non-empty and contain no whitespace")
+        if self.runs < 0:
+            raise ValueError("runs must be 0 or more")
+        if self.rate_limit < 0:
+            raise ValueError("rate_limit must be 0 (no limit) or more")
+        if not (math.isfinite(self.window) and self.window > 0):
+            raise ValueError("window must be a positive number of seconds")
+        if self.burst_limit is not None and self.burst_limit < 1:
+            raise ValueError("burst_limit must be at least 1, or None for the default")
+        for name in ("burst_penalty", "latency", "jitter", "stall_seconds"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a non-negative number of seconds")
+        if self.jitter > self.latency:
+            raise ValueError("jitter must not exceed latency (a request cannot wait < 0 s)")
+        for name in ("fail_before", "fail_after", "reset_rate", "stall_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a share between 0 and 1")
+        if self.delete_unarchived_status not in (404, 422):
+            raise ValueError("delete_unarchived_status must be 404 or 422")
+        if self.links_style not in LINKS_STYLES:
+            raise ValueError(f"links_style must be one of {', '.join(LINKS_STYLES)}")
+
+    @property
+    def effective_burst_limit(self) -> int:
+        """The burst limit in force: as configured, or 3x the average rate per second (>= 5)."""
+        if self.burst_limit is not None:
+            return self.burst_limit
+        return max(5, math.ceil(3 * self.rate_limit / self.window))

@@ -37,6 +37,7 @@ __all__ = ["DEFAULT_BASE_URL", "MAX_PER_PAGE", "Client", "Page", "Reply", "norma
 DEFAULT_BASE_URL = "https://go.tallyfy.com/api"
 MAX_PER_PAGE = 100  # Tallyfy's cap; a larger per_page would be silently cut to it
 _MESSAGE_LIMIT = 300  # characters of a server's message kept in an error
+_NO_AUTO_CONTENT_TYPE = ("Content-Type",)
 
 try:
     _VERSION = importlib.metadata.version("bulkruns")
@@ -374,6 +375,8 @@ class Client:
                 target,
                 headers=self._json_headers if body is not None else self._headers,
                 data=body,
+                # Otherwise aiohttp labels an empty PUT application/octet-stream.
+                skip_auto_headers=_NO_AUTO_CONTENT_TYPE if body is None else None,
                 allow_redirects=False,
             ) as response:
                 payload = await response.read()

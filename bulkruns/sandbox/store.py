@@ -42,7 +42,7 @@ MAX_NAME = 550
 # Sort fields; a leading "-" means descending. The default is newest first.
 SORTS = ("created_at", "name", "last_updated")
 DEFAULT_SORT = "-created_at"
-_VIEW_CACHE = 32
+_VIEW_CACHE = 16  # each view costs a bisect per change: keep few
 _TWO_YEARS = 2 * 365 * 86400.0
 
 

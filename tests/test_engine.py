@@ -1,0 +1,346 @@
+"""The engine against the sandbox, over real loopback HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from bulkruns.client import Client
+from bulkruns.engine import Job, JobOptions, Progress, Summary
+from bulkruns.errors import ConfigError, JournalError
+from bulkruns.filters import RunFilter
+from bulkruns.journal import read_journal
+from bulkruns.ops import Operation
+from bulkruns.sandbox import Sandbox, SandboxConfig
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"rate": 0.0, "concurrency": 8}
+
+
+@asynccontextmanager
+async def serve(**config: Any) -> AsyncIterator[tuple[Sandbox, Client]]:
+    config.setdefault("rate_limit", 0)
+    async with Sandbox(SandboxConfig(**config)) as sandbox:
+        client = Client(
+            org=sandbox.org, token=sandbox.token, base_url=sandbox.base_url, read_timeout=2.0
+        )
+        async with client:
+            yield sandbox, client
+
+
+def ids_with(sandbox: Sandbox, predicate: Callable[[dict[str, Any]], bool]) -> set[str]:
+    found = set()
+    for run_id in sandbox.state.store.ids():
+        run = sandbox.state.run(run_id)
+        if run is not None and predicate(run):
+            found.add(run_id)
+    return found
+
+
+def records(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def items(path: Path, outcome: str | None = None) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in records(path)
+        if r["type"] == "item" and (outcome is None or r["outcome"] == outcome)
+    ]
+
+
+async def run(
+    client: Client,
+    operation: Operation,
+    selection: Any,
+    journal: Path | None = None,
+    **options: Any,
+) -> Summary:
+    opts = JobOptions(**{**FAST, **options}, journal=journal)
+    return await Job(client, operation, selection, opts).run()
+
+
+def complete(run: dict[str, Any]) -> bool:
+    return run["status"] == "complete" and run["archived_at"] is None
+
+
+@pytest.mark.parametrize("per_page", [100, 7])
+async def test_archive_by_filter_takes_every_match_once_despite_drift(
+    tmp_path: Path, per_page: int
+) -> None:
+    async with serve(runs=400) as (sandbox, client):
+        targets = ids_with(sandbox, complete)
+        assert len(targets) > 50
+        journal = tmp_path / "job.jsonl"
+        summary = await run(
+            client,
+            Operation(name="archive"),
+            RunFilter(status="complete"),
+            journal,
+            per_page=per_page,
+        )
+        assert summary.ok == len(targets)
+        assert summary.failed == 0
+        assert summary.verified
+        assert summary.aborted is None
+        assert ids_with(sandbox, complete) == set()
+        changed = sandbox.state.change_counts
+        assert set(changed) == targets
+        assert max(changed.values()) == 1  # fault-free: no run changed twice
+        ok = items(journal, "ok")
+        assert {r["id"] for r in ok} == targets
+        assert all(r["before"]["status"] == "complete" for r in ok)
+        last = records(journal)[-1]
+        assert last["type"] == "summary"
+        assert last["ok"] == len(targets)
+
+
+async def test_activate_and_delete_select_archived_runs(tmp_path: Path) -> None:
+    async with serve(runs=300) as (sandbox, client):
+        archived = ids_with(sandbox, lambda r: r["archived_at"] is not None)
+        assert archived
+        summary = await run(
+            client, Operation(name="activate"), RunFilter(), tmp_path / "a.jsonl", per_page=9
+        )
+        assert summary.ok == len(archived)
+        assert ids_with(sandbox, lambda r: r["archived_at"] is not None) == set()
+        # put them back, then delete them for good
+        await run(client, Operation(name="archive"), sorted(archived), tmp_path / "b.jsonl")
+        summary = await run(
+            client, Operation(name="delete"), RunFilter(), tmp_path / "c.jsonl", per_page=9
+        )
+        assert summary.ok == len(archived)
+        assert all(sandbox.state.run(i) is None for i in archived)
+        assert len(sandbox.state.store) == 300 - len(archived)
+
+
+async def test_delete_archive_first_removes_live_runs(tmp_path: Path) -> None:
+    async with serve(runs=200) as (sandbox, client):
+        problem = ids_with(sandbox, lambda r: r["status"] == "problem" and not r["archived_at"])
+        assert problem
+        summary = await run(
+            client,
+            Operation(name="delete", archive_first=True),
+            RunFilter(status="problem"),
+            tmp_path / "d.jsonl",
+        )
+        assert summary.ok == len(problem)
+        assert all(sandbox.state.run(i) is None for i in problem)
+
+
+async def test_update_records_before_state_skips_done_runs_and_undoes(tmp_path: Path) -> None:
+    async with serve(runs=200) as (sandbox, client):
+        selection = RunFilter(status="active")
+        targets = ids_with(sandbox, lambda r: r["status"] == "active" and not r["archived_at"])
+        already = {i for i in targets if sandbox.state.run(i)["starred"]}  # type: ignore[index]
+        names = {i: sandbox.state.run(i)["name"] for i in targets}  # type: ignore[index]
+        journal = tmp_path / "u.jsonl"
+        fields = {"starred": True, "name": "Reviewed"}
+        summary = await run(client, Operation(name="update", fields=fields), selection, journal)
+        assert summary.ok + summary.skipped == len(targets)
+        assert all(sandbox.state.run(i)["name"] == "Reviewed" for i in targets)  # type: ignore[index]
+        befores = {r["id"]: r["before"] for r in items(journal, "ok")}
+        assert {i: b["name"] for i, b in befores.items()} == {i: names[i] for i in befores}
+        assert {i for i, b in befores.items() if b["starred"]} <= already
+
+        undo = Job.undo(client, journal, JobOptions(**FAST, journal=tmp_path / "undo.jsonl"))
+        undone = await undo.run()
+        assert undone.ok == summary.ok
+        for run_id, before in befores.items():
+            now = sandbox.state.run(run_id)
+            assert now is not None
+            assert (now["name"], now["starred"]) == (before["name"], before["starred"])
+
+
+async def test_undo_of_archive_restores_prior_status(tmp_path: Path) -> None:
+    async with serve(runs=150) as (sandbox, client):
+        before = {i: sandbox.state.run(i) for i in ids_with(sandbox, complete)}
+        journal = tmp_path / "job.jsonl"
+        await run(client, Operation(name="archive"), RunFilter(status="complete"), journal)
+        undo = Job.undo(client, journal, JobOptions(**FAST, journal=tmp_path / "undo.jsonl"))
+        summary = await undo.run()
+        assert summary.ok == len(before)
+        assert ids_with(sandbox, complete) == set(before)
+        header = records(tmp_path / "undo.jsonl")[0]
+        assert header["operation"] == "activate"
+        assert header["undo_of"] == str(journal.resolve())
+
+
+async def test_undo_of_delete_is_refused(tmp_path: Path) -> None:
+    async with serve(runs=20) as (_sandbox, client):
+        journal = tmp_path / "d.jsonl"
+        await run(client, Operation(name="delete"), RunFilter(), journal)
+        with pytest.raises(ConfigError, match="cannot be undone"):
+            Job.undo(client, journal, JobOptions(journal=tmp_path / "u.jsonl"))
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"fail_after": 0.3},
+        {"fail_before": 0.3},
+        {"reset_rate": 0.2},
+        {"stall_rate": 0.05, "stall_seconds": 5.0},
+    ],
+    ids=["5xx-after-apply", "5xx-before", "resets", "stalls"],
+)
+async def test_faults_still_bring_every_run_to_its_state(
+    tmp_path: Path, faults: dict[str, float]
+) -> None:
+    async with serve(runs=150, seed=7, **faults) as (sandbox, client):
+        targets = ids_with(sandbox, complete)
+        journal = tmp_path / "f.jsonl"
+        summary = await run(
+            client,
+            Operation(name="archive"),
+            RunFilter(status="complete"),
+            journal,
+            max_attempts=12,
+        )
+        assert ids_with(sandbox, complete) == set()
+        assert summary.failed == 0
+        assert summary.ok == len(targets)
+        assert summary.retries > 0
+        assert {r["id"] for r in items(journal, "ok")} == targets
+
+
+async def test_429_bursts_pause_the_pool_and_every_run_arrives(tmp_path: Path) -> None:
+    config = {"runs": 300, "rate_limit": 40, "window": 1.0, "burst_penalty": 0.5}
+    async with serve(**config) as (sandbox, client):
+        targets = ids_with(sandbox, complete)
+        summary = await run(
+            client,
+            Operation(name="archive"),
+            RunFilter(status="complete"),
+            tmp_path / "t.jsonl",
+            rate=0.0,
+            concurrency=16,
+            max_attempts=30,
+        )
+        assert summary.throttled > 0
+        assert summary.failed == 0
+        assert ids_with(sandbox, complete) == set()
+        assert summary.ok == len(targets)
+
+
+async def test_ids_job_dedupes_and_pins_its_plan(tmp_path: Path) -> None:
+    async with serve(runs=50) as (sandbox, client):
+        live = sorted(ids_with(sandbox, lambda r: r["archived_at"] is None))[:10]
+        journal = tmp_path / "ids.jsonl"
+        summary = await run(client, Operation(name="archive"), [*live, *live[:3]], journal)
+        assert summary.ok == 10
+        planned = items(journal, "planned")
+        assert [r["id"] for r in planned] == live
+        kinds = [r["type"] for r in records(journal)]
+        assert kinds.index("planned") < kinds.index("claim")
+
+
+async def test_a_bad_id_fails_before_any_request(tmp_path: Path) -> None:
+    async with serve(runs=5) as (sandbox, client):
+        journal = tmp_path / "bad.jsonl"
+        with pytest.raises(ConfigError, match="'nope' is not a run ID"):
+            await run(client, Operation(name="archive"), ["a" * 32, "nope"], journal)
+        assert sandbox.state.total == 0
+        assert not journal.exists()
+
+
+async def test_dry_run_writes_a_plan_that_resume_applies_exactly(tmp_path: Path) -> None:
+    async with serve(runs=200) as (sandbox, client):
+        targets = ids_with(sandbox, complete)
+        plan = tmp_path / "plan.jsonl"
+        summary = await run(
+            client, Operation(name="archive"), RunFilter(status="complete"), plan, dry_run=True
+        )
+        assert summary.planned == len(targets)
+        assert sandbox.state.change_counts == {}
+        resumed = await Job.resume(client, plan, JobOptions(**FAST)).run()
+        assert resumed.ok == len(targets)
+        assert set(sandbox.state.change_counts) == targets
+
+
+async def test_resume_finishes_a_limited_job_without_repeating(tmp_path: Path) -> None:
+    async with serve(runs=300) as (sandbox, client):
+        targets = ids_with(sandbox, complete)
+        journal = tmp_path / "r.jsonl"
+        first = await run(
+            client, Operation(name="archive"), RunFilter(status="complete"), journal, limit=25
+        )
+        assert first.ok == 25
+        assert not first.verified
+        second = await Job.resume(client, journal, JobOptions(**FAST)).run()
+        assert second.ok == len(targets) - 25
+        assert second.verified
+        assert max(sandbox.state.change_counts.values()) == 1
+        state = read_journal(journal)
+        assert state.sessions == 2
+        assert len(state.done) == len(targets)
+        assert not state.pending
+
+
+async def test_resume_refuses_another_orgs_log(tmp_path: Path) -> None:
+    async with serve(runs=10) as (sandbox, client):
+        journal = tmp_path / "j.jsonl"
+        await run(client, Operation(name="archive"), RunFilter(), journal)
+        other = Client(org="someone-else", token=sandbox.token, base_url=sandbox.base_url)
+        with pytest.raises(JournalError, match="organisation 'sandbox-org'"):
+            Job.resume(other, journal)
+
+
+async def test_a_wrong_token_aborts_at_once(tmp_path: Path) -> None:
+    async with serve(runs=30) as (sandbox, _client):
+        client = Client(org=sandbox.org, token="sbx-refused-7f3a", base_url=sandbox.base_url)
+        async with client:
+            summary = await run(client, Operation(name="archive"), RunFilter(), tmp_path / "x")
+        assert summary.aborted == "auth"
+        assert sandbox.state.count(status=401) == 1
+        assert "sbx-refused-7f3a" not in (tmp_path / "x").read_text()
+
+
+async def test_the_failure_budget_aborts_a_failing_job(tmp_path: Path) -> None:
+    async with serve(runs=100) as (sandbox, client):
+        live = sorted(ids_with(sandbox, lambda r: r["archived_at"] is None))[:40]
+        journal = tmp_path / "b.jsonl"
+        summary = await run(
+            client, Operation(name="delete"), live, journal, max_failures=3, concurrency=1
+        )
+        assert summary.aborted == "failure-budget"
+        assert summary.failed == 4
+        assert sandbox.state.count("delete") == 4
+        failed = items(journal, "failed")
+        assert failed[0]["status"] == 422
+        assert "archive" in failed[0]["error"]
+
+
+async def test_progress_events_are_frozen_snapshots(tmp_path: Path) -> None:
+    events: list[Progress] = []
+    async with serve(runs=60) as (_sandbox, client):
+        job = Job(
+            client,
+            Operation(name="archive"),
+            RunFilter(status="complete"),
+            JobOptions(**FAST, journal=tmp_path / "p.jsonl"),
+            on_progress=events.append,
+        )
+        summary = await job.run()
+    done = [e for e in events if e.item is not None]
+    assert len(done) == summary.ok
+    assert [e.done for e in done] == list(range(1, summary.ok + 1))
+    assert events[-1].total == summary.ok
+    with pytest.raises(AttributeError):
+        events[0].ok = 5  # type: ignore[misc]
+
+
+async def test_a_new_job_never_overwrites_a_log(tmp_path: Path) -> None:
+    journal = tmp_path / "exists.jsonl"
+    journal.write_text("keep me\n")
+    async with serve(runs=5) as (sandbox, client):
+        with pytest.raises(ConfigError, match="already exists"):
+            await run(client, Operation(name="archive"), RunFilter(), journal)
+        assert sandbox.state.total == 0
+    assert journal.read_text() == "keep me\n"

@@ -1,0 +1,330 @@
+"""How a running job shows itself: a live display on a terminal, plain lines otherwise.
+
+Reporters are fed the engine's :class:`~bulkruns.engine.Progress` events through the job's
+progress hook, which can fire thousands of times a second. The hook therefore only keeps
+the latest snapshot (and notes a failed item); drawing happens at a fixed, low rate: rich's
+refresh thread four times a second for the live display, at most one line every ten
+seconds for the plain reporter, so the display costs the job nothing.
+
+* :class:`LiveDisplay` — a terminal: done/total, a bar, items/s, ETA, failures, the pacer's
+  current rate, retries and 429s.
+* :class:`PlainLines` — cron and pipes: one line at most every ``interval`` seconds.
+* :class:`Reporter` — the quiet base: only failed items (the first few) reach the output.
+
+:func:`summary_lines` words the end of a job, whichever reporter ran it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from bulkruns.engine import ItemResult, Progress, Summary
+
+__all__ = [
+    "LiveDisplay",
+    "PlainLines",
+    "Reporter",
+    "Throughput",
+    "format_duration",
+    "progress_line",
+    "summary_lines",
+]
+
+Clock = Callable[[], float]
+
+MAX_FAILURE_LINES = 10
+"""Failed items shown one by one; the rest are counted, and all are in the journal."""
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h04m``: short and unambiguous."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "?"
+    whole = round(seconds)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class Throughput:
+    """Items per second over the last ``window`` seconds, from (time, done) samples.
+
+    A recent window rather than the whole job's average, so that the ETA follows the pace
+    after a 429 pause or a slow listing start.
+    """
+
+    __slots__ = ("_samples", "_spacing", "_window")
+
+    def __init__(self, *, window: float = 10.0, spacing: float = 0.25) -> None:
+        self._window = window
+        self._spacing = spacing
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, done: int) -> None:
+        """Record that ``done`` items were finished at ``now``."""
+        samples = self._samples
+        if samples and now - samples[-1][0] < self._spacing:
+            return
+        samples.append((now, done))
+        while len(samples) > 2 and now - samples[1][0] >= self._window:
+            samples.popleft()
+
+    def rate(self) -> float:
+        """Items per second across the samples kept; 0 until two samples exist."""
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+        return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def _eta(progress: Progress, rate: float) -> float | None:
+    if progress.total is None or rate <= 0:
+        return None
+    return max(0, progress.total - progress.done) / rate
+
+
+def progress_line(operation: str, progress: Progress, rate: float) -> str:
+    """One plain line about a running job."""
+    total = "?" if progress.total is None else f"{progress.total:,}"
+    share = ""
+    if progress.total:
+        share = f" ({100 * progress.done / progress.total:.0f}%)"
+    eta = _eta(progress, rate)
+    parts = [
+        f"{operation}: {progress.done:,}/{total}{share}",
+        f"ok {progress.ok:,} failed {progress.failed:,} skipped {progress.skipped:,}",
+        f"{rate:.1f} items/s",
+        f"ETA {format_duration(eta) if eta is not None else '?'}",
+        f"pace {progress.rate:.1f} req/s" if progress.rate else "unpaced",
+        f"requests {progress.requests:,} retries {progress.retries:,} 429s {progress.throttled:,}",
+    ]
+    if progress.listing:
+        parts.append(f"listing (pass {progress.sweeps})")
+    return " | ".join(parts)
+
+
+class Reporter:
+    """The quiet reporter, and the base of the others: shows failed items only.
+
+    Use an instance as the job's ``on_progress`` hook; call :meth:`start` before the job
+    and :meth:`stop` after it.
+
+    Args:
+        operation: the operation's name, for the lines shown.
+        err: where lines go (standard error).
+        clock: a monotonic clock, replaceable in tests.
+    """
+
+    def __init__(self, operation: str, *, err: IO[str], clock: Clock = time.monotonic) -> None:
+        self.operation = operation
+        self.err = err
+        self.clock = clock
+        self.latest: Progress | None = None
+        self.failures_shown = 0
+        self.meter = Throughput()
+
+    def __call__(self, progress: Progress) -> None:
+        """The progress hook: keep the snapshot; anything slower happens in :meth:`tick`."""
+        self.latest = progress
+        item = progress.item
+        if item is not None and item.outcome == "failed":
+            self.failed_item(item)
+        self.tick(progress)
+
+    def tick(self, progress: Progress) -> None:
+        """Called on every event; reporters that draw do it here, rate-limited."""
+
+    def failed_item(self, item: ItemResult) -> None:
+        """Show one failed item, or say once that the rest are only in the journal."""
+        self.failures_shown += 1
+        if self.failures_shown <= MAX_FAILURE_LINES:
+            self.print(f"failed {item.id}: {item.error or item.status}")
+        elif self.failures_shown == MAX_FAILURE_LINES + 1:
+            self.print("more items failed; every failure is recorded in the journal")
+
+    def print(self, line: str) -> None:
+        """Write a line to standard error, above any live display."""
+        self.err.write(line + "\n")
+        self.err.flush()
+
+    def start(self) -> None:
+        """Begin showing progress."""
+
+    def stop(self) -> None:
+        """Stop showing progress (the summary follows). Safe to call twice."""
+
+
+class PlainLines(Reporter):
+    """One plain line at most every ``interval`` seconds, for cron mail and log files."""
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        err: IO[str],
+        interval: float = 10.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        super().__init__(operation, err=err, clock=clock)
+        self.interval = interval
+        self._next = math.inf
+
+    def start(self) -> None:
+        self._next = self.clock() + self.interval
+
+    def tick(self, progress: Progress) -> None:
+        now = self.clock()
+        self.meter.add(now, progress.done)
+        if now >= self._next:
+            self._next = now + self.interval
+            self.print(progress_line(self.operation, progress, self.meter.rate()))
+
+
+class LiveDisplay(Reporter):
+    """A live view on a terminal, redrawn by rich a few times a second."""
+
+    def __init__(
+        self,
+        operation: str,
+        *,
+        console: Console,
+        clock: Clock = time.monotonic,
+        refresh_per_second: float = 4.0,
+    ) -> None:
+        super().__init__(operation, err=console.file, clock=clock)
+        self.console = console
+        self._started = clock()
+        self._live = Live(
+            _View(self),
+            console=console,
+            refresh_per_second=refresh_per_second,
+            transient=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+
+    def print(self, line: str) -> None:
+        # Through the console, so the line lands above the live display, not through it.
+        self.console.print(Text(line, style="red" if line.startswith("failed") else ""))
+
+    def start(self) -> None:
+        self._started = self.clock()
+        self._live.start()
+
+    def stop(self) -> None:
+        if self._live.is_started:
+            self._live.stop()
+
+    def render(self) -> RenderableType:
+        """The display for the latest snapshot (runs on rich's refresh thread)."""
+        progress = self.latest
+        now = self.clock()
+        if progress is None:
+            return Text(f"{self.operation}: starting…", style="dim")
+        self.meter.add(now, progress.done)
+        rate = self.meter.rate()
+        total = progress.total
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            Text(self.operation, style="bold"),
+            ProgressBar(total=float(total or 1), completed=float(progress.done), width=40)
+            if total is not None
+            else ProgressBar(total=None, width=40, pulse=True, animation_time=now),
+            Text(
+                f"{progress.done:,}/{'?' if total is None else f'{total:,}'}"
+                + (f" {100 * progress.done / total:.0f}%" if total else "")
+            ),
+        )
+        eta = _eta(progress, rate)
+        stats = Text.assemble(
+            (f"{rate:,.1f} items/s", "cyan"),
+            "  ETA ",
+            format_duration(eta) if eta is not None else "?",
+            "  elapsed ",
+            format_duration(now - self._started),
+            "  ",
+            (f"failed {progress.failed:,}", "red" if progress.failed else "green"),
+            f"  skipped {progress.skipped:,}" if progress.skipped else "",
+        )
+        pace = Text.assemble(
+            ("pace ", "dim"),
+            f"{progress.rate:.1f} req/s" if progress.rate else "unpaced",
+            ("  requests ", "dim"),
+            f"{progress.requests:,}",
+            ("  retries ", "dim"),
+            f"{progress.retries:,}",
+            ("  429s ", "dim"),
+            (f"{progress.throttled:,}", "yellow" if progress.throttled else ""),
+            (f"  listing, pass {progress.sweeps}", "dim") if progress.listing else "",
+        )
+        return Group(head, stats, pace)
+
+
+class _View:
+    """Hands rich the display's current rendering each time it refreshes."""
+
+    def __init__(self, display: LiveDisplay) -> None:
+        self.display = display
+
+    def __rich__(self) -> RenderableType:
+        return self.display.render()
+
+
+def summary_lines(
+    summary: Summary,
+    *,
+    exit_code: int,
+    resume: str | None = None,
+    undo: str | None = None,
+) -> list[str]:
+    """The words that end a job: outcome, counts, speed, requests, log, next commands."""
+    s = summary
+    if s.dry_run:
+        verb = {"archive": "archived", "activate": "activated", "update": "updated"}
+        head = f"dry run: {s.planned:,} runs would be {verb.get(s.operation, 'deleted')}"
+    elif s.aborted == "interrupted":
+        head = f"{s.operation} interrupted"
+    elif s.aborted is not None:
+        head = f"{s.operation} aborted ({s.aborted})"
+    elif exit_code == 0:
+        head = f"{s.operation} done"
+    else:
+        head = f"{s.operation} finished with failures"
+    lines = [head + (f": {s.message}" if s.message else "")]
+    if not s.dry_run:
+        lines.append(f"  ok {s.ok:,}  failed {s.failed:,}  skipped {s.skipped:,}")
+    lines.append(
+        f"  elapsed {format_duration(s.elapsed)}  {s.items_per_second:,.1f} items/s  "
+        f"requests {s.requests:,}  retries {s.retries:,}  429s {s.throttled:,}"
+    )
+    if s.sweeps and s.aborted is None:
+        check = (
+            "nothing matching is left"
+            if s.verified and not s.dry_run
+            else ("the whole selection was listed" if s.verified else "not verified")
+        )
+        lines.append(f"  passes over the query {s.sweeps}: {check}")
+    if s.journal is not None:
+        lines.append(f"  journal: {s.journal}")
+    if resume:
+        lines.append(f"  {'apply the plan' if s.dry_run else 'resume'}: {resume}")
+    if undo:
+        lines.append(f"  undo: {undo}")
+    return lines

@@ -1,0 +1,644 @@
+"""Running one job for the command line: settings, lock, confirmation, signals, display,
+summary and exit code.
+
+``bulkruns.cli`` parses the command line into the objects here and calls :func:`run_job`
+or :func:`list_runs`; this module turns the library's outcomes into what a person or a
+cron job sees, and into the exit code:
+
+    0    every item done
+    1    finished, some items failed (or the selection could not be proven complete)
+    2    usage, configuration or input error: nothing was sent (nothing changed)
+    3    aborted (the token was refused, the failure budget ran out, listing failed);
+         the job is resumable
+    130  interrupted (Ctrl-C, SIGTERM); the job is resumable
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import orjson
+
+from bulkruns.errors import (
+    APIError,
+    AuthError,
+    BulkrunsError,
+    ConfigError,
+    RateLimited,
+    TransportError,
+)
+from bulkruns.filters import ArchivedStyle, RunFilter, read_ids
+from bulkruns.lock import JobLock
+from bulkruns.progress import LiveDisplay, PlainLines, Reporter, summary_lines
+
+if TYPE_CHECKING:
+    from bulkruns.client import Client, Page
+    from bulkruns.engine import Job, JobOptions, ProgressHook, Summary
+    from bulkruns.ops import Operation
+    from bulkruns.pacing import Pacer
+
+__all__ = [
+    "EXIT_ABORTED",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Connection",
+    "Display",
+    "ExitError",
+    "IdSource",
+    "default_journal",
+    "exit_code",
+    "job_options",
+    "list_runs",
+    "parse_set",
+    "run_job",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ABORTED = 3
+EXIT_INTERRUPTED = 130
+
+PROG = "bulkruns"
+SAMPLE_SIZE = 10
+
+
+class ExitError(Exception):
+    """End the command with one line on standard error and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        self.message = message
+        self.code = code
+        super().__init__(message)
+
+
+# -- settings ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connection:
+    """Where jobs go and who sends them.
+
+    Attributes:
+        org: the organisation ID.
+        token: the access token; never shown (left out of repr).
+        base_url: the API root, as given (the client normalises it).
+        flags: the global options as typed, repeated in the resume and undo commands shown.
+    """
+
+    org: str
+    token: str = field(repr=False)
+    base_url: str
+    flags: tuple[str, ...] = ()
+
+    def client(self, *, concurrency: int = 16) -> Client:
+        """A new client (not yet open).
+
+        Raises:
+            ConfigError: a malformed base URL, or plain http:// to a host not on loopback.
+        """
+        from bulkruns.client import Client
+
+        return Client(
+            org=self.org, token=self.token, base_url=self.base_url, concurrency=concurrency
+        )
+
+    def command(self, *words: str) -> str:
+        """A bulkruns command line, with the global options this one was given."""
+        return shlex.join([PROG, *self.flags, *words])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Display:
+    """What the user sees. ``quiet``: errors only; ``json``: the summary as JSON on stdout."""
+
+    quiet: bool = False
+    json: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdSource:
+    """Run IDs from a file (or ``-``, standard input), validated and counted up front.
+
+    A file is read twice, once to validate and count it before anything is sent and once
+    as the job goes, so memory stays flat however long it is; standard input can only be
+    read once, so its IDs are kept.
+    """
+
+    path: str
+    count: int
+    kept: tuple[str, ...] | None = None
+
+    @classmethod
+    def read(cls, path: str, stdin: TextIO | None = None) -> IdSource:
+        """Validate the file and count its distinct IDs.
+
+        Raises:
+            ConfigError: the file cannot be read, holds a line that is not a run ID, or
+                holds no ID at all.
+        """
+        seen: set[int] = set()
+        if path == "-":
+            stream = stdin if stdin is not None else sys.stdin
+            kept = tuple(read_ids(stream, source="standard input"))
+            seen.update(int(i, 16) for i in kept)
+            source = cls(path=path, count=len(seen), kept=kept)
+        else:
+            try:
+                with open(path, encoding="utf-8") as lines:
+                    seen.update(int(i, 16) for i in read_ids(lines, source=path))
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read the ID file {path}: {exc.strerror or exc}"
+                ) from None
+            except UnicodeDecodeError:
+                raise ConfigError(f"{path} is not a text file of run IDs") from None
+            source = cls(path=path, count=len(seen))
+        if not seen:
+            raise ConfigError(f"{'standard input' if path == '-' else path} holds no run IDs")
+        return source
+
+    def __iter__(self) -> Iterator[str]:
+        if self.kept is not None:
+            yield from self.kept
+            return
+        with open(self.path, encoding="utf-8") as lines:
+            yield from read_ids(lines, source=self.path)
+
+
+def parse_set(items: tuple[str, ...]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` options as update fields, checked.
+
+    Each VALUE is read as JSON, else as a string: ``starred=true`` is a boolean,
+    ``name=Q3 review`` a string, ``users=["a","b"]`` a list.
+
+    Raises:
+        ConfigError: an item without ``=``, a field set twice, an unknown field, or a
+            value of the wrong kind.
+    """
+    from bulkruns.ops import validate_fields
+
+    fields: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ConfigError(
+                f"--set {item!r}: write FIELD=VALUE, such as --set starred=true "
+                "or --set 'name=Q3 review'"
+            )
+        if name in fields:
+            raise ConfigError(f"--set {name} is given twice")
+        try:
+            value: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = raw
+        try:
+            validate_fields({name: value})
+        except ConfigError as exc:
+            if isinstance(value, str | list | dict):
+                raise
+            # `--set name=123` read 123 as a number; say how to keep it text
+            raise ConfigError(
+                f"{exc} (--set values are read as JSON: quote text that looks like a "
+                f"number, true/false or null, such as --set '{name}=\"{raw}\"')"
+            ) from None
+        fields[name] = value
+    return fields
+
+
+def job_options(
+    flags: Mapping[str, Any],
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    journal: Path | None,
+) -> JobOptions:
+    """Options from the flags given, over ``defaults`` (a resumed job's recorded settings),
+    over the library's defaults.
+
+    Raises:
+        ConfigError: a value out of range, or recorded settings that make no sense.
+    """
+    from bulkruns.engine import JobOptions
+
+    known = set(JobOptions.__dataclass_fields__)
+    values = {k: v for k, v in (defaults or {}).items() if k in known}
+    values.update(flags)
+    values["journal"] = journal
+    try:
+        return JobOptions(**values)
+    except TypeError as exc:  # a journal header with values of the wrong type
+        raise ConfigError(f"the log's recorded settings are unusable: {exc}") from None
+
+
+def default_journal(
+    kind: str, *, now: datetime | None = None, directory: Path | None = None
+) -> Path:
+    """``./bulkruns-<kind>-<UTC timestamp>.jsonl``, with a suffix if that name is taken."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    folder = directory if directory is not None else Path(".")
+    path = folder / f"bulkruns-{kind}-{stamp}.jsonl"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"bulkruns-{kind}-{stamp}-{n}.jsonl"
+    return path
+
+
+def exit_code(summary: Summary) -> int:
+    """The exit code a job's summary calls for."""
+    if summary.aborted == "interrupted":
+        return EXIT_INTERRUPTED
+    if summary.aborted is not None:
+        return EXIT_ABORTED
+    if summary.failed or summary.message:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+# -- running a job -------------------------------------------------------------------------
+
+JobFactory = Callable[["Client", "JobOptions", "ProgressHook"], "Job"]
+
+
+def make_reporter(operation: str, display: Display) -> Reporter:
+    """The live display on a terminal, plain lines otherwise, failures only when quiet."""
+    if display.quiet:
+        return Reporter(operation, err=sys.stderr)
+    from rich.console import Console
+
+    console = Console(file=sys.stderr)
+    if console.is_terminal and not console.is_dumb_terminal:
+        return LiveDisplay(operation, console=console)
+    return PlainLines(operation, err=sys.stderr)
+
+
+def _say(display: Display, line: str) -> None:
+    """An informational line on standard error, unless quiet."""
+    if not display.quiet:
+        print(line, file=sys.stderr, flush=True)
+
+
+def run_job(
+    conn: Connection,
+    factory: JobFactory,
+    *,
+    operation: Operation,
+    options: JobOptions,
+    display: Display,
+    journal: Path,
+    new_log: bool,
+    confirm_delete: tuple[RunFilter | IdSource | int, bool] | None = None,
+) -> int:
+    """Run one job and return the exit code: lock, confirm, run, summarise.
+
+    Args:
+        conn: where to send it.
+        factory: builds the job, given the open client, the options and the progress hook.
+        operation: the operation the job applies (to word the output).
+        options: the job's options; a delete's are capped at the count confirmed.
+        display: quiet and JSON output.
+        journal: the result log the job writes.
+        new_log: the job starts the log (a new job or an undo), rather than resuming it.
+        confirm_delete: for a permanent delete, the selection (a filter, an ID file, or the
+            size of a plan) and whether ``--yes`` was given: the runs are counted and the
+            count confirmed before anything changes.
+
+    Raises:
+        ExitError: bad input or a refused confirmation (exit 2), a failed count (exit 3).
+    """
+    if new_log and journal.exists():
+        raise ConfigError(f"{journal} already exists: resume it, or choose another --log")
+    client = conn.client(concurrency=options.concurrency)  # validates the base URL
+    lock = JobLock(client.org, client.base_url, command=operation.name)
+    with lock:
+        if confirm_delete is not None and not options.dry_run:
+            count = _confirm_delete(conn, operation, options, confirm_delete, display)
+            if count == 0:
+                _say(display, "delete: no runs match the selection; nothing to do")
+                return _finish(conn, _empty_summary(operation.name), display, journal=None)
+            # never delete more runs than the count the user agreed to
+            options = _with_limit(options, count)
+        reporter = make_reporter(operation.name, display)
+        resume = conn.command("resume", os.path.abspath(journal))
+        try:
+            summary = asyncio.run(
+                _run(client, factory, options, reporter, display, journal=journal, resume=resume)
+            )
+        except KeyboardInterrupt:
+            raise ExitError(
+                "interrupted before the job started; nothing was changed", EXIT_INTERRUPTED
+            ) from None
+        if summary.dry_run and summary.journal is not None and not display.json:
+            _print_sample(summary.journal, display)
+        return _finish(conn, summary, display, journal=summary.journal)
+
+
+def _with_limit(options: JobOptions, count: int) -> JobOptions:
+    from dataclasses import replace
+
+    limit = count if options.limit is None else min(options.limit, count)
+    return replace(options, limit=limit)
+
+
+async def _run(
+    client: Client,
+    factory: JobFactory,
+    options: JobOptions,
+    reporter: Reporter,
+    display: Display,
+    *,
+    journal: Path,
+    resume: str,
+) -> Summary:
+    loop = asyncio.get_running_loop()
+    async with client:
+        job = factory(client, options, reporter)
+        stopping = False
+
+        def on_signal() -> None:
+            nonlocal stopping
+            if stopping:
+                # A second Ctrl-C: leave now. Every journal line is already flushed, so
+                # resume loses nothing.
+                reporter.stop()
+                sys.stderr.write(f"\ninterrupted again: exiting now; continue with: {resume}\n")
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)
+            stopping = True
+            reporter.print(
+                "stopping: no new items; letting the requests in flight finish "
+                "(press Ctrl-C again to quit at once)"
+            )
+            job.stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        # Named at the start, so that even a kill -9 leaves the way to resume on screen.
+        _say(
+            display,
+            f"{job.operation.name}: journal {journal} (if stopped, continue with: {resume})",
+        )
+        reporter.start()
+        try:
+            return await job.run()
+        finally:
+            reporter.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def _finish(conn: Connection, summary: Summary, display: Display, *, journal: Path | None) -> int:
+    code = exit_code(summary)
+    resume = undo = None
+    if journal is not None:
+        log = os.path.abspath(journal)
+        if code != EXIT_OK or summary.dry_run:
+            resume = conn.command("resume", log)
+        if not summary.dry_run and summary.ok and summary.operation != "delete":
+            undo = conn.command("undo", log)
+    if display.json:
+        record = summary.to_dict()
+        record.update(exit_code=code, resume_command=resume, undo_command=undo)
+        sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
+        sys.stdout.flush()
+        return code
+    lines = summary_lines(summary, exit_code=code, resume=resume, undo=undo)
+    if display.quiet:
+        if code != EXIT_OK:
+            sys.stderr.write("\n".join(lines) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    return code
+
+
+def _empty_summary(operation: str) -> Summary:
+    from bulkruns.engine import Summary
+
+    return Summary(
+        operation=operation,
+        journal=None,
+        ok=0,
+        failed=0,
+        skipped=0,
+        planned=0,
+        requests=1,
+        retries=0,
+        throttled=0,
+        elapsed=0.0,
+        sweeps=1,
+        verified=True,
+        aborted=None,
+        message=None,
+        dry_run=False,
+    )
+
+
+def _print_sample(journal: Path, display: Display) -> None:
+    """The first few runs of a dry run's plan."""
+    from bulkruns.journal import iter_records
+
+    sample: list[str] = []
+    for record in iter_records(journal):
+        if record.get("type") == "item" and record.get("outcome") == "planned":
+            before = record.get("before")
+            extra = f"  {orjson.dumps(before).decode()}" if before else ""
+            sample.append(f"  {record['id']}{extra}")
+            if len(sample) >= SAMPLE_SIZE:
+                break
+        elif record.get("type") == "planned":
+            break
+    if sample and not display.quiet:
+        print("sample of the plan:", *sample, sep="\n")
+
+
+# -- delete's confirmation -----------------------------------------------------------------
+
+
+def _confirm_delete(
+    conn: Connection,
+    operation: Operation,
+    options: JobOptions,
+    confirm: tuple[RunFilter | IdSource | int, bool],
+    display: Display,
+) -> int:
+    """Count what a delete would remove and have it confirmed; the count confirmed.
+
+    Raises:
+        ExitError: no ``--yes`` and no terminal to type the count on, or a wrong count
+            typed (exit 2); the count could not be made (exit 3).
+    """
+    selection, yes = confirm
+    if isinstance(selection, int):  # a plan's planned items
+        count, approx = selection, False
+    elif isinstance(selection, IdSource):
+        count, approx = selection.count, False
+    else:
+        try:
+            count = asyncio.run(_count(conn, operation, selection, options))
+        except KeyboardInterrupt:
+            raise ExitError("interrupted; nothing was changed", EXIT_INTERRUPTED) from None
+        approx = selection.filters_locally
+    if options.limit is not None and options.limit < count:
+        count, approx = options.limit, False
+    if count == 0:
+        return 0
+    what = f"{'up to ' if approx else ''}{count:,} run{'s' if count != 1 else ''}"
+    if yes:
+        _say(display, f"delete: permanently deleting {what}")
+        return count
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise ExitError(
+            f"delete would permanently remove {what}: add --yes to confirm "
+            "(or run it on a terminal and type the count); nothing was changed"
+        )
+    import click
+
+    try:
+        answer = click.prompt(
+            f"Permanently delete {what}? This cannot be undone. Type {count} to confirm",
+            default="",
+            show_default=False,
+            err=True,
+        )
+    except click.Abort:  # Ctrl-C or end of input at the prompt
+        raise ExitError("delete not confirmed; nothing was changed") from None
+    if answer.strip().replace(",", "") != str(count):
+        raise ExitError(f"the count typed was not {count}; nothing was changed")
+    return count
+
+
+async def _count(
+    conn: Connection, operation: Operation, selection: RunFilter, options: JobOptions
+) -> int:
+    archived = options.archived if operation.selects_archived else None
+    params = selection.params(archived=archived)
+    async with conn.client(concurrency=1) as client:
+        page = await _fetch(client, params, 1, 1)
+    return page.total
+
+
+async def _fetch(
+    client: Client,
+    params: list[tuple[str, str]],
+    number: int,
+    per_page: int,
+    pacer: Pacer | None = None,
+) -> Page:
+    """One list page, retried as the engine would; errors end the command (exit 3)."""
+    from bulkruns.retry import RetryPolicy
+
+    policy = RetryPolicy()
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        if pacer is not None:
+            await pacer.acquire()
+        try:
+            page = await client.list_runs(params, page=number, per_page=per_page)
+        except AuthError as exc:
+            raise ExitError(
+                f"Tallyfy refused the access token ({exc}); check TALLYFY_ACCESS_TOKEN "
+                "or --token-file",
+                EXIT_ABORTED,
+            ) from None
+        except (APIError, TransportError) as exc:
+            if pacer is not None and isinstance(exc, RateLimited):
+                pacer.throttled(exc.retry_after)
+            delay = policy.next_delay(exc, attempt=attempt, elapsed=time.monotonic() - started)
+            if delay is None:
+                raise ExitError(
+                    f"listing page {number} failed: {exc}; nothing was changed", EXIT_ABORTED
+                ) from None
+            await asyncio.sleep(delay)
+            continue
+        if pacer is not None:
+            pacer.succeeded()
+        return page
+
+
+# -- list ----------------------------------------------------------------------------------
+
+
+def list_runs(
+    conn: Connection,
+    selection: RunFilter,
+    *,
+    archived: ArchivedStyle,
+    rate: float,
+    per_page: int,
+    limit: int | None,
+) -> int:
+    """Print the runs a filter selects as JSON lines on standard output; the exit code."""
+    params = _list_params(selection, archived)
+    client = conn.client(concurrency=1)
+    try:
+        return asyncio.run(_list(client, selection, params, rate, per_page, limit))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `bulkruns list | head`: the reader has all it wanted.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _list_params(selection: RunFilter, archived: ArchivedStyle) -> list[tuple[str, str]]:
+    if selection.status == "archived" and archived == "only":
+        from dataclasses import replace
+
+        return replace(selection, status=None).params(archived="only")
+    return selection.params()
+
+
+async def _list(
+    client: Client,
+    selection: RunFilter,
+    params: list[tuple[str, str]],
+    rate: float,
+    per_page: int,
+    limit: int | None,
+) -> int:
+    from bulkruns.pacing import Pacer
+
+    pacer = Pacer(rate)
+    out = sys.stdout.buffer
+    written = 0
+    async with client:
+        number, pages = 1, 1
+        while number <= pages:
+            page = await _fetch(client, params, number, per_page, pacer)
+            if number == 1:
+                pages = page.page_count
+            for run in page.runs:
+                if not selection.accepts(run):
+                    continue
+                out.write(orjson.dumps(run) + b"\n")
+                written += 1
+                if limit is not None and written >= limit:
+                    out.flush()
+                    return EXIT_OK
+            out.flush()
+            number += 1
+    return EXIT_OK
+
+
+def fail(error: BulkrunsError | ExitError) -> int:
+    """Print an error as one line on standard error; its exit code."""
+    code = error.code if isinstance(error, ExitError) else EXIT_USAGE
+    print(f"{PROG}: error: {error}", file=sys.stderr, flush=True)
+    return code

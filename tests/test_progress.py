@@ -1,0 +1,281 @@
+"""The progress reporters, the summary's wording and the CLI's pure helpers, with fake
+clocks and in-memory consoles."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from bulkruns.engine import ItemResult, Progress, Summary
+from bulkruns.errors import ConfigError
+from bulkruns.progress import (
+    MAX_FAILURE_LINES,
+    LiveDisplay,
+    PlainLines,
+    Reporter,
+    Throughput,
+    format_duration,
+    summary_lines,
+)
+from bulkruns.runner import Connection, IdSource, default_journal, exit_code, parse_set
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def progress(done: int = 0, **kw: Any) -> Progress:
+    values: dict[str, Any] = {
+        "ok": done,
+        "failed": 0,
+        "skipped": 0,
+        "planned": 0,
+        "total": 1000,
+        "listing": False,
+        "sweeps": 1,
+        "requests": done,
+        "retries": 0,
+        "throttled": 0,
+        "rate": 10.0,
+        "elapsed": 0.0,
+    }
+    values.update(kw)
+    return Progress(**values)
+
+
+def summary(**kw: Any) -> Summary:
+    values: dict[str, Any] = {
+        "operation": "archive",
+        "journal": Path("j.jsonl"),
+        "ok": 10,
+        "failed": 0,
+        "skipped": 0,
+        "planned": 0,
+        "requests": 12,
+        "retries": 2,
+        "throttled": 1,
+        "elapsed": 2.0,
+        "sweeps": 2,
+        "verified": True,
+        "aborted": None,
+        "message": None,
+        "dry_run": False,
+    }
+    values.update(kw)
+    return Summary(**values)
+
+
+def test_plain_lines_at_most_one_every_interval() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    reporter = PlainLines("archive", err=out, clock=clock)
+    reporter.start()
+    # 3,000 items a second for 35 seconds: one line at 10, 20 and 30 s
+    for step in range(35 * 3000):
+        clock.now = 1000.0 + step / 3000
+        reporter(progress(done=step, total=200_000, throttled=4, retries=2))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    first = lines[0]
+    assert first.startswith("archive: 30,000/200,000 (15%)")
+    assert "3000.0 items/s" in first
+    assert "ETA 57s" in first  # 170,000 left at 3,000 a second
+    assert "pace 10.0 req/s" in first
+    assert "retries 2 429s 4" in first
+
+
+def test_plain_lines_say_what_is_unknown() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    reporter = PlainLines("update", err=out, clock=clock, interval=1.0)
+    reporter.start()
+    clock.now += 1.5
+    reporter(progress(done=3, total=None, listing=True, rate=0.0))
+    assert out.getvalue() == (
+        "update: 3/? | ok 3 failed 0 skipped 0 | 0.0 items/s | ETA ? | unpaced | "
+        "requests 3 retries 0 429s 0 | listing (pass 1)\n"
+    )
+
+
+def test_failed_items_are_shown_then_counted() -> None:
+    out = io.StringIO()
+    reporter = Reporter("delete", err=out)
+    for n in range(MAX_FAILURE_LINES + 5):
+        item = ItemResult(f"{n:032x}", "failed", status=422, error="HTTP 422: not archived")
+        reporter(progress(failed=n + 1, item=item))
+    reporter(progress(item=ItemResult("f" * 32, "ok", status=200)))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == MAX_FAILURE_LINES + 1
+    assert lines[0] == f"failed {0:032x}: HTTP 422: not archived"
+    assert lines[-1] == "more items failed; every failure is recorded in the journal"
+
+
+def test_the_live_display_draws_only_when_rich_refreshes() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    display = LiveDisplay("archive", console=console, clock=FakeClock())
+    calls = 0
+    render = display.render
+
+    def counting() -> Any:
+        nonlocal calls
+        calls += 1
+        return render()
+
+    display.render = counting  # type: ignore[method-assign]
+    for n in range(50_000):  # the hook alone never draws
+        display(progress(done=n))
+    assert calls == 0
+    assert display.latest is not None
+    assert display.latest.done == 49_999
+
+
+def test_the_live_display_shows_the_figures() -> None:
+    clock = FakeClock()
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, record=True)
+    display = LiveDisplay("archive", console=console, clock=clock)
+    display(progress(done=100, total=400, requests=130, retries=5, throttled=3, rate=7.5))
+    console.print(display.render())
+    clock.now += 10
+    display(progress(done=300, failed=2, total=400, requests=330, throttled=3, rate=7.5))
+    console.print(display.render())
+    text = console.export_text().splitlines()[-3:]
+    assert "archive" in text[0]
+    assert "302/400 76%" in text[0]
+    assert text[1].startswith("20.2 items/s  ETA 4.9s  elapsed 10s  failed 2")
+    assert text[2] == "pace 7.5 req/s  requests 330  retries 0  429s 3"
+
+
+def test_the_live_display_shows_an_unknown_total_and_listing() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, record=True)
+    display = LiveDisplay("activate", console=console, clock=FakeClock())
+    console.print(display.render())
+    display(progress(done=0, total=None, listing=True, sweeps=2, rate=0.0))
+    console.print(display.render())
+    text = console.export_text()
+    assert "activate: starting" in text
+    assert "0/?" in text
+    assert "unpaced" in text
+    assert "listing, pass 2" in text
+
+
+def test_throughput_follows_the_recent_pace() -> None:
+    meter = Throughput(window=10.0)
+    assert meter.rate() == 0.0
+    for second in range(31):
+        done = 100 * second if second <= 20 else 2000 + 10 * (second - 20)
+        meter.add(float(second), done)
+    # the last ten seconds ran at 10 items/s, whatever came before
+    assert meter.rate() == pytest.approx(10.0, rel=0.2)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.25, "0.2s"), (9.96, "10.0s"), (42, "42s"), (185, "3m05s"), (7440, "2h04m"), (-1, "?")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_summary_of_a_clean_job() -> None:
+    lines = summary_lines(summary(), exit_code=0, undo="bulkruns undo /x/j.jsonl")
+    assert lines == [
+        "archive done",
+        "  ok 10  failed 0  skipped 0",
+        "  elapsed 2.0s  5.0 items/s  requests 12  retries 2  429s 1",
+        "  passes over the query 2: nothing matching is left",
+        "  journal: j.jsonl",
+        "  undo: bulkruns undo /x/j.jsonl",
+    ]
+
+
+def test_summary_of_failed_aborted_interrupted_and_dry_runs() -> None:
+    failed = summary_lines(summary(failed=3), exit_code=1, resume="bulkruns resume j")
+    assert failed[0] == "archive finished with failures"
+    assert "  resume: bulkruns resume j" in failed
+    aborted = summary_lines(
+        summary(aborted="auth", message="token refused", verified=False), exit_code=3
+    )
+    assert aborted[0] == "archive aborted (auth): token refused"
+    assert not any("passes" in line for line in aborted)
+    stopped = summary_lines(summary(aborted="interrupted"), exit_code=130)
+    assert stopped[0] == "archive interrupted"
+    dry = summary_lines(
+        summary(operation="delete", ok=0, planned=1234, dry_run=True),
+        exit_code=0,
+        resume="bulkruns resume j",
+    )
+    assert dry[0] == "dry run: 1,234 runs would be deleted"
+    assert "  apply the plan: bulkruns resume j" in dry
+    assert "  passes over the query 2: the whole selection was listed" in dry
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({}, 0),
+        ({"failed": 1}, 1),
+        ({"message": "the query still found new runs", "verified": False}, 1),
+        ({"aborted": "auth"}, 3),
+        ({"aborted": "failure-budget"}, 3),
+        ({"aborted": "listing"}, 3),
+        ({"aborted": "interrupted"}, 130),
+    ],
+)
+def test_exit_codes(changes: dict[str, Any], code: int) -> None:
+    assert exit_code(summary(**changes)) == code
+
+
+def test_set_values_are_json_else_text() -> None:
+    fields = parse_set(
+        ("starred=true", "name=Q3 review", 'users=["a","b"]', 'prerun={"f":"v"}', "summary=")
+    )
+    assert fields == {
+        "starred": True,
+        "name": "Q3 review",
+        "users": ["a", "b"],
+        "prerun": {"f": "v"},
+        "summary": "",
+    }
+    assert parse_set(('name="123"',)) == {"name": "123"}
+    with pytest.raises(ConfigError, match=r"quote text .* --set 'name=\"123\"'"):
+        parse_set(("name=123",))
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_set(("starred=true", "starred=false"))
+
+
+def test_default_journal_names_and_never_reuses(tmp_path: Path) -> None:
+    moment = datetime(2026, 1, 31, 18, 5, 9, tzinfo=UTC)
+    first = default_journal("archive", now=moment, directory=tmp_path)
+    assert first == tmp_path / "bulkruns-archive-20260131T180509Z.jsonl"
+    first.touch()
+    assert default_journal("archive", now=moment, directory=tmp_path).name == (
+        "bulkruns-archive-20260131T180509Z-2.jsonl"
+    )
+    assert default_journal("undo", now=moment).parent == Path(".")
+
+
+def test_id_sources_count_distinct_ids_and_read_stdin_once(tmp_path: Path) -> None:
+    ids = [f"{n:032x}" for n in range(5)]
+    path = tmp_path / "ids.txt"
+    path.write_text("# header\n" + "\n".join(ids + ids[:2]) + "\n\n")
+    source = IdSource.read(str(path))
+    assert source.count == 5
+    assert list(source) == ids + ids[:2]  # the engine dedupes as it pins
+    piped = IdSource.read("-", io.StringIO("\n".join(ids)))
+    assert piped.count == 5
+    assert list(piped) == list(piped) == ids
+
+
+def test_the_token_stays_out_of_the_connection_repr() -> None:
+    conn = Connection(org="o", token="tok-SECRET", base_url="https://x", flags=("--org", "o"))
+    assert "tok-SECRET" not in repr(conn)
+    assert conn.command("resume", "/tmp/a b.jsonl") == "bulkruns --org o resume '/tmp/a b.jsonl'"

@@ -1,5 +1,25 @@
-"""bulkruns: apply one change to every Tallyfy run a filter selects, at the full rate limit."""
+"""bulkruns: apply one change to every Tallyfy run a filter selects, at the full rate limit.
 
+    import anyio, bulkruns
+
+    async def main() -> None:
+        async with bulkruns.Client(org="ORG", token="TOKEN") as client:
+            job = bulkruns.Job(
+                client,
+                bulkruns.Operation(name="archive"),
+                bulkruns.RunFilter(status="complete", updated_before=bulkruns.parse_when("90d")),
+                bulkruns.JobOptions(journal="archive.jsonl"),
+            )
+            summary = await job.run()
+            print(summary.ok, "archived")
+
+    anyio.run(main)
+"""
+
+from importlib.metadata import version
+
+from bulkruns.client import DEFAULT_BASE_URL, Client, Page, Reply
+from bulkruns.engine import ItemResult, Job, JobOptions, Progress, ProgressHook, Summary
 from bulkruns.errors import (
     APIError,
     AuthError,
@@ -14,18 +34,37 @@ from bulkruns.errors import (
     TransportError,
     Unprocessable,
 )
+from bulkruns.filters import RunFilter, parse_when, read_ids
+from bulkruns.ops import Operation
+
+__version__ = version("bulkruns")
 
 __all__ = [
+    "DEFAULT_BASE_URL",
     "APIError",
     "AuthError",
     "BulkrunsError",
+    "Client",
     "ConfigError",
+    "ItemResult",
+    "Job",
     "JobAborted",
+    "JobOptions",
     "JournalError",
     "NotFound",
+    "Operation",
+    "Page",
     "PermissionDenied",
+    "Progress",
+    "ProgressHook",
     "RateLimited",
+    "Reply",
+    "RunFilter",
     "ServerError",
+    "Summary",
     "TransportError",
     "Unprocessable",
+    "__version__",
+    "parse_when",
+    "read_ids",
 ]

@@ -1,18 +1,51 @@
-"""The ``bulkruns`` command line."""
+"""The ``bulkruns`` command line.
+
+Commands parse their options into the library's settings and hand them to
+:mod:`bulkruns.runner`, which runs the job and words the outcome. Every user mistake ends
+as one line, ``bulkruns: error: …``, on standard error with exit status 2, before any
+request is sent; see :mod:`bulkruns.runner` for the other exit codes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import ipaddress
+import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
-from bulkruns.sandbox import Sandbox, SandboxConfig
+from bulkruns.errors import BulkrunsError, ConfigError, JournalError
+from bulkruns.filters import STATUSES, ArchivedStyle, RunFilter, parse_when
+from bulkruns.journal import JournalState, read_journal
+from bulkruns.ops import UPDATABLE_FIELDS, Operation, OperationName
+from bulkruns.runner import (
+    EXIT_ABORTED,
+    EXIT_INTERRUPTED,
+    Connection,
+    Display,
+    ExitError,
+    IdSource,
+    default_journal,
+    job_options,
+    list_runs,
+    parse_set,
+    run_job,
+)
+
+if TYPE_CHECKING:
+    from bulkruns.client import Client
+    from bulkruns.engine import Job, JobOptions, ProgressHook
+    from bulkruns.sandbox import SandboxConfig
+
 
 __all__ = ["GlobalOptions", "main"]
 
@@ -31,8 +64,43 @@ class _InputError(click.ClickException):
 
     exit_code = 2
 
+    def show(self, file: IO[Any] | None = None) -> None:
+        _print_error(self.format_message())
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _Exit(_InputError):
+    """One clear line and a given exit status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        setattr(self, "exit_code", code)  # noqa: B010 - click declares it a class variable
+
+
+class _Group(click.Group):
+    """The root group: a usage mistake is one line (not the usage block) and exit 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.UsageError as exc:
+            where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            _print_error(f"{exc.format_message()}{where}")
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _print_error("aborted")
+            sys.exit(EXIT_INTERRUPTED)
+        # Without standalone mode, click returns the status a command exited with.
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _print_error(message: str) -> None:
+    click.echo(f"bulkruns: error: {message}", err=True)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--base-url",
     envvar="TALLYFY_BASE_URL",
@@ -135,6 +203,9 @@ def sandbox(
         raise _InputError("--rate must be 0 (no limit) or a number of requests per minute")
     # --rate is per minute whatever the window, so a shorter window keeps the same pace.
     rate_limit = 0 if rate == 0 else max(1, round(rate * window / 60.0))
+    # Imported here: aiohttp's server side is the slowest import, and only this command uses it.
+    from bulkruns.sandbox import SandboxConfig
+
     try:
         config = SandboxConfig(
             org=sandbox_org,
@@ -170,6 +241,8 @@ def sandbox(
 
 
 async def _serve(config: SandboxConfig, host: str, port: int) -> None:
+    from bulkruns.sandbox import Sandbox
+
     if config.runs >= 20_000:
         click.echo(f"seeding {config.runs} runs…", err=True)
     async with Sandbox(config, host=host, port=port) as server:
@@ -200,3 +273,496 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
             for signum in signals:
                 loop.remove_signal_handler(signum)
     click.echo("sandbox stopped", err=True)
+
+
+# -- the job commands ----------------------------------------------------------------------
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+_FILTER_KEYS = (
+    "q",
+    "status",
+    "owners",
+    "checklist_id",
+    "folder",
+    "tag",
+    "starred",
+    "type",
+    "groups",
+    "task_status",
+    "sort",
+    "created_before",
+    "updated_before",
+)
+
+
+class _MaxFailures(click.ParamType[Any, Any]):
+    """A number of failures (0 or more), or ``"none"`` for no failure budget."""
+
+    name = "N|none"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "none":
+            return "none"  # kept apart from None, which means the option was not given
+        try:
+            number = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of failures or 'none'", param, ctx)
+        if number < 0:
+            self.fail("must be 0 or more, or 'none' for no failure budget", param, ctx)
+        return number
+
+
+def _apply(*decorators: Decorator) -> Decorator:
+    def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return wrap
+
+
+def _filter_options(*, ids_file: bool = True) -> Decorator:
+    options: list[Decorator] = [
+        click.option("--status", metavar="S", help=f"Run status: {', '.join(STATUSES)}."),
+        click.option("--q", metavar="TEXT", help="Text in the run's name."),
+        click.option("--owners", metavar="IDS", help="Owner user IDs, comma-separated."),
+        click.option("--checklist-id", metavar="ID", help="The template the runs came from."),
+        click.option("--folder", metavar="ID", help="Folder ID."),
+        click.option("--tag", metavar="ID", help="Tag ID."),
+        click.option(
+            "--starred/--not-starred", default=None, help="Only starred, or only unstarred."
+        ),
+        click.option("--type", metavar="T", help="Run type (procedure, form, …)."),
+        click.option("--groups", metavar="IDS", help="Group IDs, comma-separated."),
+        click.option("--task-status", metavar="S", help="A status of the runs' tasks."),
+        click.option("--sort", metavar="FIELD", help="Sort field, e.g. -created_at."),
+        click.option(
+            "--created-before",
+            metavar="WHEN",
+            help="Created before: an ISO date/time or an age (90d, 12h).",
+        ),
+        click.option(
+            "--updated-before",
+            metavar="WHEN",
+            help="Last updated before: an ISO date/time or an age (90d, 12h).",
+        ),
+    ]
+    if ids_file:
+        options.append(
+            click.option(
+                "--ids-file",
+                metavar="PATH|-",
+                help="Run IDs, one a line, instead of a query ('-' for standard input).",
+            )
+        )
+    return _apply(*options)
+
+
+def _job_options(*, log: bool = True, dry_run: bool = True) -> Decorator:
+    options: list[Decorator] = []
+    if log:
+        options.append(
+            click.option(
+                "--log",
+                metavar="PATH",
+                help="The result log (default ./bulkruns-<op>-<UTC time>.jsonl).",
+            )
+        )
+    options += [
+        click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight [16]."),
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=0),
+            help="Requests per second, listing included; 0 = unpaced [10, Tallyfy's 600/min].",
+        ),
+        click.option(
+            "--max-attempts", type=click.IntRange(min=1), help="Attempts per request [8]."
+        ),
+        click.option(
+            "--max-failures",
+            type=_MaxFailures(),
+            help="Abort after more failed items than this; 'none' for no limit [100].",
+        ),
+        click.option("--limit", type=click.IntRange(min=1), help="Process at most N runs."),
+        click.option(
+            "--archived-style",
+            type=click.Choice(["status", "only"]),
+            help="List archived runs with status=archived or archived=only [status].",
+        ),
+        click.option("--per-page", type=click.IntRange(1, 100), help="Runs per list page [100]."),
+    ]
+    if dry_run:
+        options.append(
+            click.option(
+                "--dry-run", is_flag=True, help="List and record the plan; change nothing."
+            )
+        )
+    options += [
+        click.option("--quiet", is_flag=True, help="Errors only."),
+        click.option(
+            "--json", "as_json", is_flag=True, help="Print the summary as one JSON object."
+        ),
+    ]
+    return _apply(*options)
+
+
+def _connection() -> Connection:
+    """Organisation, token and base URL: flags over environment over defaults."""
+    root = click.get_current_context().find_root()
+    g: GlobalOptions = root.obj
+    org = (g.org or "").strip()
+    if not org:
+        raise ConfigError(
+            "no organisation given: pass --org ORG or set TALLYFY_ORG_ID "
+            "(it is in Tallyfy's Settings > Integrations > REST API)"
+        )
+    if g.token_file is not None:
+        try:
+            token = g.token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+            raise ConfigError(f"cannot read the token file {g.token_file}: {reason}") from None
+        if not token:
+            raise ConfigError(f"the token file {g.token_file} is empty")
+    else:
+        token = os.environ.get("TALLYFY_ACCESS_TOKEN", "").strip()
+        if not token:
+            raise ConfigError(
+                "no access token: set TALLYFY_ACCESS_TOKEN or pass --token-file PATH "
+                "(never on the command line)"
+            )
+    if any(c.isspace() for c in token):
+        raise ConfigError("the access token contains whitespace; check the token file")
+    # The resume and undo commands shown later repeat the global options typed here.
+    flags: list[str] = []
+    for name, value in (
+        ("base_url", g.base_url),
+        ("org", g.org),
+        ("token_file", g.token_file),
+    ):
+        if value is not None and root.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+            flags += [f"--{name.replace('_', '-')}", str(value)]
+    return Connection(org=org, token=token, base_url=g.base_url, flags=tuple(flags))
+
+
+def _split(value: str | None, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = tuple(part.strip() for part in value.split(","))
+    if not all(items):
+        raise ConfigError(f"--{name} takes IDs separated by commas, such as --{name} id1,id2")
+    return items
+
+
+def _run_filter(kw: dict[str, Any]) -> RunFilter:
+    when = {k: parse_when(kw[k]) if kw[k] is not None else None for k in _DATE_KEYS}
+    return RunFilter(
+        q=kw["q"],
+        status=kw["status"],
+        owners=_split(kw["owners"], "owners"),
+        checklist_id=kw["checklist_id"],
+        folder=kw["folder"],
+        tag=kw["tag"],
+        starred=kw["starred"],
+        type=kw["type"],
+        groups=_split(kw["groups"], "groups"),
+        task_status=kw["task_status"],
+        sort=kw["sort"],
+        **when,
+    )
+
+
+_DATE_KEYS = ("created_before", "updated_before")
+
+
+def _selection(kw: dict[str, Any]) -> RunFilter | IdSource:
+    selection = _run_filter(kw)
+    if kw["ids_file"] is None:
+        return selection
+    if selection != RunFilter():
+        given = [f"--{k.replace('_', '-')}" for k in _FILTER_KEYS if kw[k] is not None]
+        raise ConfigError(
+            f"--ids-file selects the runs itself: leave out {', '.join(given)} "
+            "(or drop --ids-file to use the filter)"
+        )
+    return IdSource.read(kw["ids_file"])
+
+
+def _flags(kw: dict[str, Any]) -> dict[str, Any]:
+    """The job options given on the command line (the others come from defaults)."""
+    flags = {
+        name: kw[name]
+        for name in ("concurrency", "rate", "max_attempts", "limit", "per_page")
+        if kw.get(name) is not None
+    }
+    if kw.get("archived_style") is not None:
+        flags["archived"] = kw["archived_style"]
+    if kw.get("max_failures") is not None:
+        failures = kw["max_failures"]
+        flags["max_failures"] = None if failures == "none" else failures
+    if kw.get("dry_run"):
+        flags["dry_run"] = True
+    return flags
+
+
+def _journal_path(value: str | None, kind: str) -> Path:
+    path = Path(value) if value else default_journal(kind)
+    if not path.parent.is_dir():
+        raise ConfigError(f"--log {path}: the folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"--log {path} is a folder; give a file name")
+    return path
+
+
+def _read_log(path_text: str, conn: Connection) -> tuple[Path, JournalState]:
+    """A result log, read whole and checked against the organisation and server, before
+    the lock is taken or anything is sent."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise JournalError(f"{path}: no such result log")
+    try:
+        state = read_journal(path)
+    except OSError as exc:
+        raise JournalError(f"cannot read {path}: {exc.strerror or exc}") from None
+    from bulkruns.client import DEFAULT_BASE_URL, normalise_base_url
+
+    header = state.header
+    base_url = normalise_base_url(conn.base_url or DEFAULT_BASE_URL)
+    if header.get("org") != conn.org:
+        raise JournalError(
+            f"{path} records a job of organisation {header.get('org')!r}, "
+            f"not {conn.org!r}: use the same --org, or the right log"
+        )
+    if header.get("base_url") != base_url:
+        raise JournalError(
+            f"{path} records a job against {header.get('base_url')!r}, "
+            f"not {base_url!r}: pass the same --base-url"
+        )
+    return path, state
+
+
+def _display(kw: dict[str, Any]) -> Display:
+    return Display(quiet=kw["quiet"], json=kw["as_json"])
+
+
+def _guarded(function: Callable[..., int]) -> Callable[..., None]:
+    """Run a command body; map its errors to one line and an exit code."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = function(*args, **kwargs)
+        except ExitError as exc:
+            raise _Exit(exc.message, exc.code) from None
+        except ConfigError as exc:
+            raise _InputError(str(exc)) from None
+        except BulkrunsError as exc:  # an API or transport error outside a job
+            raise _Exit(str(exc), EXIT_ABORTED) from None
+        click.get_current_context().exit(code)
+
+    return wrapper
+
+
+def _new_job(
+    kw: dict[str, Any],
+    name: OperationName,
+    *,
+    fields: dict[str, Any] | None = None,
+    archive_first: bool = False,
+    yes: bool = False,
+) -> int:
+    from bulkruns.engine import Job
+
+    conn = _connection()
+    operation = Operation(name=name, fields=fields or {}, archive_first=archive_first)
+    selection = _selection(kw)
+    journal = _journal_path(kw["log"], name)
+    options = job_options(_flags(kw), journal=journal)
+    if isinstance(selection, RunFilter) and operation.selects_archived:
+        try:
+            selection.params(archived=options.archived)
+        except ConfigError as exc:  # a --status that contradicts selecting archived runs
+            hint = "; to delete live runs, add --archive-first" if name == "delete" else ""
+            raise ConfigError(f"{exc}{hint}") from None
+
+    def build(client: Client, options: JobOptions, hook: ProgressHook) -> Job:
+        return Job(client, operation, selection, options, on_progress=hook)
+
+    return run_job(
+        conn,
+        build,
+        operation=operation,
+        options=options,
+        display=_display(kw),
+        journal=journal,
+        new_log=True,
+        confirm_delete=(selection, yes) if name == "delete" else None,
+    )
+
+
+@main.command("archive")
+@_filter_options()
+@_job_options()
+@_guarded
+def archive_command(**kw: Any) -> int:
+    """Archive the selected runs (undo re-activates them)."""
+    return _new_job(kw, "archive")
+
+
+@main.command("activate")
+@_filter_options()
+@_job_options()
+@_guarded
+def activate_command(**kw: Any) -> int:
+    """Restore archived runs: selects archived runs matching the filter."""
+    return _new_job(kw, "activate")
+
+
+@main.command("update")
+@_filter_options()
+@_job_options()
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="A field to set, VALUE read as JSON, else as text; fields: "
+    + ", ".join(UPDATABLE_FIELDS)
+    + ".",
+)
+@_guarded
+def update_command(assignments: tuple[str, ...], **kw: Any) -> int:
+    """Set fields on the selected runs: --set starred=true --set 'name=Q3 review'."""
+    if not assignments:
+        raise ConfigError("update needs at least one --set FIELD=VALUE, such as --set starred=true")
+    return _new_job(kw, "update", fields=parse_set(assignments))
+
+
+@main.command("delete")
+@_filter_options()
+@_job_options()
+@click.option(
+    "--archive-first",
+    is_flag=True,
+    help="Archive each run, then delete it (selects live runs); else archived runs only.",
+)
+@click.option("--yes", is_flag=True, help="Confirm the permanent delete without a prompt.")
+@_guarded
+def delete_command(archive_first: bool, yes: bool, **kw: Any) -> int:
+    """Permanently delete the selected runs (archived runs, unless --archive-first).
+
+    Shows the count first, and needs --yes, or the count typed back on a terminal.
+    """
+    return _new_job(kw, "delete", archive_first=archive_first, yes=yes)
+
+
+@main.command("resume")
+@click.argument("log", metavar="LOG")
+@_job_options(log=False, dry_run=False)
+@click.option("--yes", is_flag=True, help="Confirm applying a permanent delete plan.")
+@_guarded
+def resume_command(log: str, yes: bool, **kw: Any) -> int:
+    """Continue the job a result log describes; a dry run's log is applied as its plan.
+
+    Done items are skipped, failed and unfinished ones retried; it appends to the same log.
+    The job's recorded settings are the defaults of the options.
+    """
+    from bulkruns.engine import Job
+
+    conn = _connection()
+    path, state = _read_log(log, conn)
+    header = state.header
+    operation = Operation.from_record(header)
+    options = job_options(_flags(kw), defaults=header.get("params") or {}, journal=path)
+    confirm: tuple[int, bool] | None = None
+    if operation.name == "delete" and header.get("dry_run"):
+        # Applying a delete plan is the delete itself: it is confirmed like one.
+        confirm = (len(state.pending), yes)
+
+    def build(client: Client, options: JobOptions, hook: ProgressHook) -> Job:
+        return Job.resume(client, path, options, on_progress=hook)
+
+    return run_job(
+        conn,
+        build,
+        operation=operation,
+        options=options,
+        display=_display(kw),
+        journal=path,
+        new_log=False,
+        confirm_delete=confirm,
+    )
+
+
+@main.command("undo")
+@click.argument("source", metavar="LOG")
+@_job_options()
+@_guarded
+def undo_command(source: str, **kw: Any) -> int:
+    """Reverse a job from its result log: archive and activate undo each other, an update
+    is undone by setting the recorded before-state. A permanent delete cannot be undone.
+    The undo keeps a log of its own (default ./bulkruns-undo-<UTC time>.jsonl).
+    """
+    from bulkruns.engine import Job
+
+    conn = _connection()
+    path, state = _read_log(source, conn)
+    header = state.header
+    inverse = Operation.from_record(header).inverse()  # a delete fails here
+    journal = _journal_path(kw["log"], "undo")
+    if journal.resolve() == path.resolve():
+        raise ConfigError("the undo needs a log of its own, not the log it undoes")
+    options = job_options(_flags(kw), defaults=header.get("params") or {}, journal=journal)
+
+    def build(client: Client, options: JobOptions, hook: ProgressHook) -> Job:
+        return Job.undo(client, path, options, on_progress=hook)
+
+    return run_job(
+        conn,
+        build,
+        operation=inverse,
+        options=options,
+        display=_display(kw),
+        journal=journal,
+        new_log=True,
+    )
+
+
+@main.command("list")
+@_filter_options(ids_file=False)
+@click.option("--limit", type=click.IntRange(min=1), help="Print at most N runs.")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Requests per second; 0 = unpaced.",
+)
+@click.option(
+    "--per-page", type=click.IntRange(1, 100), default=100, show_default=True, help="Page size."
+)
+@click.option(
+    "--archived-style",
+    type=click.Choice(["status", "only"]),
+    default="status",
+    show_default=True,
+    help="With --status archived: list with status=archived or archived=only.",
+)
+@_guarded
+def list_command(
+    limit: int | None, rate: float, per_page: int, archived_style: ArchivedStyle, **kw: Any
+) -> int:
+    """Print the runs a filter selects, as JSON lines on standard output."""
+    conn = _connection()
+    return list_runs(
+        conn,
+        _run_filter(kw),
+        archived=archived_style,
+        rate=rate,
+        per_page=per_page,
+        limit=limit,
+    )

@@ -94,13 +94,13 @@ class Connection:
     Attributes:
         org: the organisation ID.
         token: the access token; never shown (left out of repr).
-        base_url: the API root, as given (the client normalises it).
+        base_url: the API root as given (the client normalises it); None for Tallyfy's.
         flags: the global options as typed, repeated in the resume and undo commands shown.
     """
 
     org: str
     token: str = field(repr=False)
-    base_url: str
+    base_url: str | None = None
     flags: tuple[str, ...] = ()
 
     def client(self, *, concurrency: int = 16) -> Client:
@@ -109,10 +109,13 @@ class Connection:
         Raises:
             ConfigError: a malformed base URL, or plain http:// to a host not on loopback.
         """
-        from bulkruns.client import Client
+        from bulkruns.client import DEFAULT_BASE_URL, Client
 
         return Client(
-            org=self.org, token=self.token, base_url=self.base_url, concurrency=concurrency
+            org=self.org,
+            token=self.token,
+            base_url=self.base_url or DEFAULT_BASE_URL,
+            concurrency=concurrency,
         )
 
     def command(self, *words: str) -> str:

@@ -22,7 +22,14 @@ from bulkruns.progress import (
     format_duration,
     summary_lines,
 )
-from bulkruns.runner import Connection, IdSource, default_journal, exit_code, parse_set
+from bulkruns.runner import (
+    Connection,
+    IdSource,
+    default_journal,
+    exit_code,
+    job_options,
+    parse_set,
+)
 
 
 class FakeClock:
@@ -279,3 +286,15 @@ def test_the_token_stays_out_of_the_connection_repr() -> None:
     conn = Connection(org="o", token="tok-SECRET", base_url="https://x", flags=("--org", "o"))
     assert "tok-SECRET" not in repr(conn)
     assert conn.command("resume", "/tmp/a b.jsonl") == "bulkruns --org o resume '/tmp/a b.jsonl'"
+
+
+def test_job_options_flags_over_recorded_settings_over_defaults() -> None:
+    recorded = {"rate": 2.0, "concurrency": 3, "max_failures": None, "someday": 1}
+    options = job_options({"rate": 5.0}, defaults=recorded, journal=Path("j.jsonl"))
+    assert options.rate == 5.0
+    assert options.concurrency == 3
+    assert options.max_failures is None
+    assert options.max_attempts == 8
+    assert options.journal == Path("j.jsonl")
+    with pytest.raises(ConfigError, match="recorded settings are unusable"):
+        job_options({}, defaults={"archived": ["x"], "per_page": "ten"}, journal=None)

@@ -1,0 +1,424 @@
+"""The ``bulkruns`` command end to end: real subprocesses against a sandbox over loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import TOKEN, Terminal, ThreadedSandbox, journal_records, run
+
+from bulkruns.client import normalise_base_url
+from bulkruns.lock import JobLock
+
+ANSI = re.compile(r"\x1b\[")
+CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@pytest.fixture
+def make_box() -> Iterator[Callable[..., ThreadedSandbox]]:
+    started: list[ThreadedSandbox] = []
+
+    def factory(**config: Any) -> ThreadedSandbox:
+        box = ThreadedSandbox(**config).start()
+        started.append(box)
+        return box
+
+    yield factory
+    for box in started:
+        box.stop()
+
+
+@pytest.fixture
+def box(make_box: Callable[..., ThreadedSandbox]) -> ThreadedSandbox:
+    return make_box()
+
+
+def complete(run: dict[str, Any]) -> bool:
+    return run["status"] == "complete" and run["archived_at"] is None
+
+
+def live(run: dict[str, Any]) -> bool:
+    return run["archived_at"] is None
+
+
+def test_archive_json_summary_then_undo_restores(box: ThreadedSandbox, tmp_path: Path) -> None:
+    env = box.env(tmp_path)
+    targets = set(box.ids(complete))
+    assert len(targets) > 30
+
+    result = run(
+        ["archive", "--status", "complete", "--rate", "0", "--json"], env=env, cwd=tmp_path
+    )
+
+    assert result.code == 0, result.err
+    summary = result.json  # stdout is exactly one JSON object
+    assert summary["ok"] == len(targets)
+    assert summary["failed"] == 0
+    assert summary["exit_code"] == 0
+    assert summary["verified"] is True
+    journal = Path(summary["journal"])
+    assert re.fullmatch(r"bulkruns-archive-\d{8}T\d{6}Z\.jsonl", journal.name)
+    assert (tmp_path / journal).is_file()
+    assert summary["undo_command"] == f"bulkruns undo {tmp_path / journal}"
+    assert summary["resume_command"] is None
+    assert not box.ids(complete)
+    # the journal was named on stderr before the job began
+    assert f"journal {journal}" in result.err
+
+    undo = run([*summary["undo_command"].split()[1:], "--rate", "0"], env=env, cwd=tmp_path)
+
+    assert undo.code == 0, undo.err
+    assert set(box.ids(complete)) == targets
+    assert "activate done" in undo.out
+    assert re.search(r"^  journal: bulkruns-undo-\d{8}T\d{6}Z\.jsonl$", undo.out, re.MULTILINE)
+    stats = box.stats()
+    assert stats["changes"]["applied"] == 2 * len(targets)
+
+
+def test_plain_output_when_not_a_terminal(box: ThreadedSandbox, tmp_path: Path) -> None:
+    env = box.env(tmp_path)
+    count = len(box.ids(complete))
+
+    result = run(
+        ["archive", "--status", "complete", "--rate", "0", "--log", "job.jsonl"],
+        env=env,
+        cwd=tmp_path,
+    )
+
+    assert result.code == 0, result.err
+    assert not ANSI.search(result.out + result.err)
+    lines = result.out.splitlines()
+    assert lines[0] == "archive done"
+    assert f"ok {count:,}  failed 0  skipped 0" in result.out
+    assert "requests " in result.out
+    assert "429s 0" in result.out
+    assert "items/s" in result.out
+    assert "elapsed" in result.out
+    assert "  journal: job.jsonl" in lines
+    assert f"  undo: bulkruns undo {tmp_path / 'job.jsonl'}" in lines
+    # a job this short ends before the first periodic line (at most one every 10 s)
+    assert result.err.count("\n") == 1
+
+
+def test_quiet_success_prints_nothing(box: ThreadedSandbox, tmp_path: Path) -> None:
+    result = run(
+        ["archive", "--status", "problem", "--rate", "0", "--quiet"],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.code == 0
+    assert result.out == result.err == ""
+    assert box.stats()["changes"]["applied"] > 0
+
+
+def test_list_prints_matching_runs_as_json_lines(box: ThreadedSandbox, tmp_path: Path) -> None:
+    env = box.env(tmp_path)
+    expected = set(box.ids(complete))
+
+    result = run(
+        ["list", "--status", "complete", "--per-page", "7", "--rate", "0"], env=env, cwd=tmp_path
+    )
+
+    assert result.code == 0, result.err
+    import orjson
+
+    runs = [orjson.loads(line) for line in result.out.splitlines()]
+    assert {r["id"] for r in runs} == expected
+    assert len(runs) == len(expected)
+    limited = run(["list", "--limit", "3", "--rate", "0"], env=env, cwd=tmp_path)
+    assert len(limited.out.splitlines()) == 3
+    assert box.stats()["changes"]["applied"] == 0
+
+
+def test_failed_items_exit_1_and_the_token_never_shows(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    # Permanently deleting runs that are not archived: Tallyfy refuses each with 422.
+    targets = box.ids(live)[:5]
+    (tmp_path / "ids.txt").write_text("\n".join(targets) + "\n")
+
+    result = run(
+        ["delete", "--ids-file", "ids.txt", "--yes", "--rate", "0", "--log", "j.jsonl"],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+    )
+
+    assert result.code == 1, result.err
+    assert "failed 5" in result.out
+    assert result.err.count(" failed ") + result.err.count("failed ") >= 5
+    assert f"resume: bulkruns resume {tmp_path / 'j.jsonl'}" in result.out
+    assert "undo:" not in result.out  # a delete has no undo
+    failed = [r for r in journal_records(tmp_path / "j.jsonl") if r.get("outcome") == "failed"]
+    assert {r["id"] for r in failed} == set(targets)
+    assert all(r["status"] == 422 for r in failed)
+    everything = result.out + result.err + (tmp_path / "j.jsonl").read_text()
+    assert TOKEN not in everything
+    assert box.stats()["runs"]["deleted"] == 0
+
+
+def test_refused_token_aborts_with_3_and_never_shows(box: ThreadedSandbox, tmp_path: Path) -> None:
+    wrong = "tok-WRONG-0d1e2f3a4b5c"
+    env = box.env(tmp_path, TALLYFY_ACCESS_TOKEN=wrong)
+
+    result = run(["archive", "--status", "complete", "--log", "j.jsonl"], env=env, cwd=tmp_path)
+
+    assert result.code == 3, result.err
+    assert "aborted" in result.out
+    assert "refused the access token" in result.out
+    assert f"resume: bulkruns resume {tmp_path / 'j.jsonl'}" in result.out
+    everything = result.out + result.err + (tmp_path / "j.jsonl").read_text()
+    assert wrong not in everything
+    assert TOKEN not in everything
+    assert box.stats()["changes"]["applied"] == 0
+
+
+def test_failure_budget_aborts_with_3(box: ThreadedSandbox, tmp_path: Path) -> None:
+    (tmp_path / "ids.txt").write_text("\n".join(box.ids(live)[:20]) + "\n")
+
+    result = run(
+        [
+            "delete",
+            "--ids-file",
+            "ids.txt",
+            "--yes",
+            "--rate",
+            "0",
+            "--concurrency",
+            "1",
+            "--max-failures",
+            "2",
+            "--json",
+        ],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+    )
+
+    assert result.code == 3
+    summary = result.json
+    assert summary["aborted"] == "failure-budget"
+    assert summary["failed"] == 3
+    assert summary["resume_command"].startswith("bulkruns resume ")
+
+
+def test_token_file_wins_over_the_environment(box: ThreadedSandbox, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    env = box.env(tmp_path, TALLYFY_ACCESS_TOKEN="tok-WRONG")
+
+    result = run(
+        [
+            "--token-file",
+            str(token_file),
+            "archive",
+            "--status",
+            "problem",
+            "--rate",
+            "0",
+            "--max-failures",
+            "none",
+            "--concurrency",
+            "4",
+            "--max-attempts",
+            "2",
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+
+    assert result.code == 0, result.err
+    # the global options typed are repeated in the commands shown
+    assert f"undo: bulkruns --token-file {token_file} undo " in result.out
+
+
+def test_flags_win_over_the_environment(box: ThreadedSandbox, tmp_path: Path) -> None:
+    env = box.env(tmp_path, TALLYFY_ORG_ID="another-org", TALLYFY_BASE_URL="http://127.0.0.1:9/")
+    result = run(
+        [
+            "--org",
+            box.org,
+            "--base-url",
+            box.base_url,
+            "archive",
+            "--status",
+            "delayed",
+            "--rate",
+            "0",
+            "--json",
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.code == 0, result.err
+    assert result.json["undo_command"].startswith(
+        f"bulkruns --base-url {box.base_url} --org {box.org} undo "
+    )
+
+
+def test_dry_run_prints_count_and_sample_then_resume_applies_the_plan(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    env = box.env(tmp_path)
+    targets = set(box.ids(complete))
+
+    dry = run(
+        ["archive", "--status", "complete", "--dry-run", "--rate", "0", "--log", "plan.jsonl"],
+        env=env,
+        cwd=tmp_path,
+    )
+
+    assert dry.code == 0, dry.err
+    assert f"dry run: {len(targets):,} runs would be archived" in dry.out
+    sample = re.findall(r"^  ([0-9a-f]{32})", dry.out, re.MULTILINE)
+    assert len(sample) == 10
+    assert set(sample) <= targets
+    assert f"apply the plan: bulkruns resume {tmp_path / 'plan.jsonl'}" in dry.out
+    assert box.stats()["changes"]["applied"] == 0
+
+    applied = run(["resume", "plan.jsonl", "--json"], env=env, cwd=tmp_path)
+
+    assert applied.code == 0, applied.err
+    assert applied.json["ok"] == len(targets)
+    assert not box.ids(complete)
+
+
+def test_limit_caps_the_items(box: ThreadedSandbox, tmp_path: Path) -> None:
+    result = run(
+        ["archive", "--status", "complete", "--limit", "7", "--rate", "0", "--json"],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.code == 0, result.err
+    assert result.json["ok"] == 7
+    assert box.stats()["requests"]["archive"] == {"200": 7}
+
+
+def test_delete_without_yes_shows_the_count_and_changes_nothing(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    archived = len(box.ids(lambda r: r["archived_at"] is not None))
+    assert archived > 0
+
+    result = run(["delete", "--rate", "0"], env=box.env(tmp_path), cwd=tmp_path)
+
+    assert result.code == 2
+    assert result.err.strip() == (
+        f"bulkruns: error: delete would permanently remove {archived:,} runs: add --yes "
+        "to confirm (or run it on a terminal and type the count); nothing was changed"
+    )
+    stats = box.stats()
+    assert stats["changes"]["applied"] == 0
+    assert set(stats["requests"]["delete"]) == set()
+    assert not list(tmp_path.glob("bulkruns-*.jsonl"))
+
+
+def test_delete_with_yes_deletes_no_more_than_the_count(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    archived = set(box.ids(lambda r: r["archived_at"] is not None))
+
+    result = run(["delete", "--yes", "--rate", "0", "--json"], env=box.env(tmp_path), cwd=tmp_path)
+
+    assert result.code == 0, result.err
+    assert result.json["ok"] == len(archived)
+    assert f"permanently deleting {len(archived):,} runs" in result.err
+    assert box.stats()["runs"]["deleted"] == len(archived)
+    assert result.json["undo_command"] is None
+
+
+def test_applying_a_delete_plan_is_confirmed_like_a_delete(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    env = box.env(tmp_path)
+    archived = len(box.ids(lambda r: r["archived_at"] is not None))
+    plan = run(["delete", "--dry-run", "--rate", "0", "--log", "plan.jsonl"], env=env, cwd=tmp_path)
+    assert plan.code == 0, plan.err
+    assert f"dry run: {archived:,} runs would be deleted" in plan.out
+
+    refused = run(["resume", "plan.jsonl"], env=env, cwd=tmp_path)
+    assert refused.code == 2
+    assert f"delete would permanently remove {archived:,} runs: add --yes" in refused.err
+    assert box.stats()["runs"]["deleted"] == 0
+
+    applied = run(["resume", "plan.jsonl", "--yes", "--json"], env=env, cwd=tmp_path)
+    assert applied.code == 0, applied.err
+    assert applied.json["ok"] == archived
+    assert box.stats()["runs"]["deleted"] == archived
+
+
+def test_delete_confirmed_by_typing_the_count_on_a_terminal(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    archived = len(box.ids(lambda r: r["archived_at"] is not None))
+    env = box.env(tmp_path)
+
+    wrong = Terminal(["delete", "--rate", "0"], env=env, cwd=tmp_path)
+    wrong.read_until(b"to confirm")
+    wrong.type(f"{archived + 1}\n")
+    assert wrong.wait() == 2
+    assert f"the count typed was not {archived}; nothing was changed" in wrong.text
+    assert box.stats()["runs"]["deleted"] == 0
+
+    right = Terminal(["delete", "--rate", "0"], env=env, cwd=tmp_path)
+    right.read_until(b"to confirm")
+    assert f"Permanently delete {archived:,} runs?".encode() in right.output
+    right.type(f"{archived}\n")
+    assert right.wait() == 0, right.text
+    assert box.stats()["runs"]["deleted"] == archived
+
+
+def test_live_display_on_a_terminal(
+    make_box: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    box = make_box(runs=300)
+    count = len(box.ids(live))
+
+    term = Terminal(
+        ["archive", "--rate", "400", "--concurrency", "4", "--log", "j.jsonl"],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+    )
+    code = term.wait()
+
+    assert code == 0, term.text
+    assert "\x1b[" in term.text  # drawn with terminal control sequences
+    assert "\x1b[1A" in term.text  # redrawn in place
+    text = CONTROL.sub("", term.text)
+    for part in ("items/s", "ETA", "failed 0", "pace 400.0 req/s", "429s", "requests"):
+        assert part in text, part
+    assert f"{count:,}/{count:,} 100%" in text
+    assert "archive done" in text
+    assert "journal: j.jsonl" in text
+
+
+def test_the_lock_stops_a_second_job(box: ThreadedSandbox, tmp_path: Path) -> None:
+    held = JobLock(
+        box.org, normalise_base_url(box.base_url), directory=tmp_path / "state" / "bulkruns"
+    )
+    with held:
+        result = run(["archive", "--status", "complete"], env=box.env(tmp_path), cwd=tmp_path)
+    assert result.code == 2
+    assert result.err.startswith(
+        f"bulkruns: error: another bulkruns job for organisation {box.org!r}"
+    )
+    assert f"pid {os.getpid()}" in result.err
+    assert result.err.count("\n") == 1
+    assert box.stats()["total"] == 0
+    # once released, the next job runs
+    again = run(
+        ["archive", "--status", "delayed", "--rate", "0"], env=box.env(tmp_path), cwd=tmp_path
+    )
+    assert again.code == 0, again.err
+
+
+def test_python_dash_m_and_help(tmp_path: Path) -> None:
+    result = run(["--help"], env=dict(os.environ), cwd=tmp_path)
+    assert result.code == 0
+    for name in ("list", "archive", "activate", "update", "delete", "resume", "undo", "sandbox"):
+        assert re.search(rf"^\s+{name}\s", result.out, re.MULTILINE), name
+    update_help = run(["update", "--help"], env=dict(os.environ), cwd=tmp_path)
+    assert "--set FIELD=VALUE" in update_help.out
+    assert "--token" not in update_help.out.replace("--token-file", "")

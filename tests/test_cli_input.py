@@ -1,0 +1,145 @@
+"""Bad input: one clear line on standard error, exit 2, no traceback, and no request sent.
+
+The whole catalogue runs against one sandbox, whose request counter must still read zero
+at the end: nothing reached it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+import pytest
+from cli_support import Result, ThreadedSandbox, run
+
+from bulkruns.client import normalise_base_url
+
+RUN_ID = "0123456789abcdef0123456789abcdef"
+
+# (arguments, environment changes (None removes a variable), what the one line must say)
+CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
+    # flags and their values
+    (["archive", "--bogus"], {}, "No such option '--bogus'"),
+    (["frobnicate"], {}, "No such command 'frobnicate'"),
+    (["archive", "--concurrency", "0"], {}, "'--concurrency': 0 is not in the range x>=1"),
+    (["archive", "--rate", "fast"], {}, "'fast' is not a valid float"),
+    (["archive", "--limit", "0"], {}, "'--limit'"),
+    (["archive", "--max-failures", "many"], {}, "'many' is not a number of failures"),
+    (["archive", "--archived-style", "maybe"], {}, "'--archived-style'"),
+    (["archive", "--token", "x"], {}, "No such option '--token'"),
+    # filters and dates
+    (["archive", "--status", "nope"], {}, "unknown status 'nope'"),
+    (["archive", "--created-before", "last tuesday"], {}, "'last tuesday' is not a date"),
+    (["archive", "--updated-before", "2025-13-45"], {}, "'2025-13-45' is not a date"),
+    (["archive", "--owners", "a,,b"], {}, "--owners takes IDs separated by commas"),
+    (["activate", "--status", "active"], {}, "--status active cannot be combined"),
+    (["delete", "--status", "complete"], {}, "add --archive-first"),
+    # --set fields and values
+    (["update", "--status", "complete"], {}, "update needs at least one --set"),
+    (["update", "--set", "colour=red"], {}, "'colour' cannot be updated"),
+    (["update", "--set", "starred=maybe"], {}, "starred must be true or false"),
+    (["update", "--set", "name"], {}, "write FIELD=VALUE"),
+    (["update", "--set", "name=123"], {}, "--set 'name=\"123\"'"),
+    (["update", "--set", "users=a,b"], {}, "users must be a JSON list of IDs"),
+    # ID files
+    (["archive", "--ids-file", "missing.txt"], {}, "cannot read the ID file missing.txt"),
+    (["archive", "--ids-file", "bad-ids.txt"], {}, "bad-ids.txt line 2: 'not-an-id'"),
+    (["archive", "--ids-file", "empty.txt"], {}, "empty.txt holds no run IDs"),
+    (["archive", "--ids-file", "ids.txt", "--status", "complete"], {}, "leave out --status"),
+    # journals
+    (["resume", "missing.jsonl"], {}, "missing.jsonl: no such result log"),
+    (["resume", "corrupt.jsonl"], {}, "line 2 is corrupt"),
+    (["resume", "other-org.jsonl"], {}, "records a job of organisation 'someone-else'"),
+    (["resume", "other-server.jsonl"], {}, "pass the same --base-url"),
+    (["resume", "ids.txt"], {}, "ids.txt"),
+    (["undo", "delete.jsonl"], {}, "a permanent delete cannot be undone"),
+    (["archive", "--log", "delete.jsonl"], {}, "delete.jsonl already exists"),
+    (["archive", "--log", "nowhere/job.jsonl"], {}, "the folder nowhere does not exist"),
+    # base URLs, token and organisation
+    (["--base-url", "ftp://example.com/api", "archive"], {}, "ftp://example.com/api"),
+    (["--base-url", "http://example.com/api", "archive"], {}, "http://"),
+    (["archive"], {"TALLYFY_ACCESS_TOKEN": None}, "no access token"),
+    (["archive"], {"TALLYFY_ORG_ID": None}, "no organisation given"),
+    (["--token-file", "no-token-here", "archive"], {}, "cannot read the token file"),
+    (["--token-file", "empty-token", "archive"], {}, "the token file empty-token is empty"),
+]
+
+
+@pytest.fixture
+def box() -> Iterator[ThreadedSandbox]:
+    sandbox = ThreadedSandbox(runs=50).start()
+    yield sandbox
+    sandbox.stop()
+
+
+def _header(box: ThreadedSandbox, **changes: object) -> bytes:
+    record: dict[str, object] = {
+        "type": "job",
+        "version": 1,
+        "job_id": "0" * 32,
+        "operation": "archive",
+        "params": {},
+        "filter": {"status": "complete"},
+        "org": box.org,
+        "base_url": normalise_base_url(box.base_url),
+        "created_at": "2026-01-01T00:00:00Z",
+        "dry_run": False,
+    }
+    record.update(changes)
+    return orjson.dumps(record) + b"\n"
+
+
+def _files(box: ThreadedSandbox, where: Path) -> None:
+    item = orjson.dumps({"type": "item", "id": RUN_ID, "outcome": "ok"}) + b"\n"
+    (where / "bad-ids.txt").write_text(f"{RUN_ID}\nnot-an-id\n")
+    (where / "empty.txt").write_text("# nothing\n\n")
+    (where / "ids.txt").write_text(f"{RUN_ID}\n")
+    (where / "corrupt.jsonl").write_bytes(_header(box) + b"{not json\n" + item)
+    (where / "other-org.jsonl").write_bytes(_header(box, org="someone-else") + item)
+    (where / "other-server.jsonl").write_bytes(
+        _header(box, base_url="https://go.tallyfy.com/api") + item
+    )
+    (where / "delete.jsonl").write_bytes(_header(box, operation="delete") + item)
+    (where / "empty-token").write_text("\n")
+
+
+@pytest.mark.slow
+def test_bad_input_is_one_line_exit_2_and_sends_nothing(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    assert len(CATALOGUE) >= 15
+    _files(box, tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    base = box.env(tmp_path)
+
+    def attempt(args: list[str], changes: dict[str, str | None]) -> Result:
+        env = dict(base)
+        for name, value in changes.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return run(args, env=env, cwd=tmp_path)
+
+    # A few at a time: each is a separate interpreter, mostly waiting on imports.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(attempt, *zip(*[(a, c) for a, c, _ in CATALOGUE], strict=True)))
+    problems = []
+    for (args, _, expected), result in zip(CATALOGUE, results, strict=True):
+        out, err = result.out, result.err
+        lines = err.splitlines()
+        if (
+            result.code != 2
+            or out
+            or len(lines) != 1
+            or not lines[0].startswith("bulkruns: error: ")
+            or expected not in lines[0]
+        ):
+            problems.append(f"{args[:3]}: exit {result.code}, out {out!r}, err {err!r}")
+    assert not problems, "\n".join(problems)
+    stats = box.stats()
+    assert stats["total"] == 0, stats["requests"]
+    # and no journal was left behind by a job that never started
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "state") == before

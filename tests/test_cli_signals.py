@@ -1,0 +1,115 @@
+"""Ctrl-C and SIGTERM with real signals: a clean stop, exit 130, and a job that resumes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import ThreadedSandbox, item_lines, journal_records, run, start, wait_for
+
+
+class _Lines:
+    """Collects a pipe's text on a thread, so the test can wait for a line."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.text = ""
+        self._thread = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, pipe: Any) -> None:
+        for line in pipe:
+            self.text += line
+
+    def join(self) -> str:
+        self._thread.join(10)
+        return self.text
+
+
+@pytest.fixture
+def box() -> Iterator[ThreadedSandbox]:
+    sandbox = ThreadedSandbox(runs=250).start()
+    yield sandbox
+    sandbox.stop()
+
+
+def live(run: dict[str, Any]) -> bool:
+    return run["archived_at"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_cleanly_with_130_and_resume_finishes(
+    box: ThreadedSandbox, tmp_path: Path, signum: int
+) -> None:
+    env = box.env(tmp_path)
+    targets = set(box.ids(live))
+    journal = tmp_path / "job.jsonl"
+    job = start(["archive", "--rate", "40", "--log", "job.jsonl"], env=env, cwd=tmp_path)
+    wait_for(lambda: item_lines(journal) >= 5)
+
+    job.send_signal(signum)
+    out, err = job.communicate(timeout=30)
+
+    assert job.returncode == 130, err
+    assert "stopping: no new items" in err
+    assert out.startswith("archive interrupted: stopped on request")
+    assert f"  resume: bulkruns resume {journal}" in out.splitlines()
+    last = journal_records(journal)[-1]
+    assert last["type"] == "summary"
+    assert last["aborted"] == "interrupted"
+    done = last["ok"]
+    assert 5 <= done < len(targets)
+
+    resumed = run(["resume", "job.jsonl", "--rate", "0", "--json"], env=env, cwd=tmp_path)
+
+    assert resumed.code == 0, resumed.err
+    assert resumed.json["ok"] == len(targets) - done
+    assert not box.ids(live)
+    changes = box.stats()["changes"]
+    assert changes["runs_changed"] == len(targets)
+    assert changes["runs_changed_more_than_once"] == 0
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
+    # Every request is held for a minute: after the first Ctrl-C, the job would wait out
+    # its grace period, then write its summary. The second one must not wait for that.
+    stalled = ThreadedSandbox(runs=20, stall_rate=1.0, stall_seconds=60).start()
+    try:
+        ids = stalled.ids(live)[:5]
+        (tmp_path / "ids.txt").write_text("\n".join(ids) + "\n")
+        journal = tmp_path / "job.jsonl"
+        job = start(
+            ["archive", "--ids-file", "ids.txt", "--log", "job.jsonl", "--rate", "0"],
+            env=stalled.env(tmp_path),
+            cwd=tmp_path,
+        )
+        err = _Lines(job.stderr)
+        wait_for(lambda: journal.exists() and b'"type":"claim"' in journal.read_bytes())
+
+        job.send_signal(signal.SIGINT)
+        wait_for(lambda: "press Ctrl-C again" in err.text)
+        job.send_signal(signal.SIGINT)
+        try:
+            code = job.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            job.kill()
+            raise
+        text = err.join()
+        assert job.stdout is not None
+        assert job.stderr is not None
+        job.stdout.close()
+        job.stderr.close()
+
+        assert code == 130
+        assert f"interrupted again: exiting now; continue with: bulkruns resume {journal}" in text
+        kinds = [record["type"] for record in journal_records(journal)]
+        assert "summary" not in kinds  # it did not wait to write one
+        assert kinds.count("claim") >= 1
+    finally:
+        stalled.stop()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -422,3 +424,29 @@ def test_python_dash_m_and_help(tmp_path: Path) -> None:
     update_help = run(["update", "--help"], env=dict(os.environ), cwd=tmp_path)
     assert "--set FIELD=VALUE" in update_help.out
     assert "--token" not in update_help.out.replace("--token-file", "")
+
+
+@pytest.mark.slow
+def test_the_demo_runs_and_restores_everything(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TALLYFY_")}
+    env["TMPDIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkruns.demo", "--runs", "300", "--rate", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for shown in (
+        "$ bulkruns sandbox --port 0 --runs 300 --rate 0",
+        "$ bulkruns archive --status complete --dry-run --rate 0",
+        "$ bulkruns archive --status complete --rate 0",
+        "$ bulkruns undo bulkruns-archive-",
+        "archive done",
+        "every run is back as it was.",
+    ):
+        assert shown in out, shown
+    assert "sandbox stopped" in done.stderr

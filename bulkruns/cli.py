@@ -82,6 +82,9 @@ class _Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         try:
             code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.NoArgsIsHelpError as exc:  # plain `bulkruns`: the help
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
             _print_error(f"{exc.format_message()}{where}")
@@ -418,7 +421,7 @@ def _connection() -> Connection:
     if not org:
         raise ConfigError(
             "no organisation given: pass --org ORG or set TALLYFY_ORG_ID "
-            "(it is in Tallyfy's Settings > Integrations > REST API)"
+            "to your Tallyfy Organization ID"
         )
     if g.token_file is not None:
         try:
@@ -445,7 +448,9 @@ def _connection() -> Connection:
         ("token_file", g.token_file),
     ):
         if value is not None and root.get_parameter_source(name) == ParameterSource.COMMANDLINE:
-            flags += [f"--{name.replace('_', '-')}", str(value)]
+            # a file's absolute path, so the command works from any folder (cron's is $HOME)
+            shown = os.path.abspath(value) if isinstance(value, Path) else value
+            flags += [f"--{name.replace('_', '-')}", shown]
     return Connection(org=org, token=token, base_url=g.base_url, flags=tuple(flags))
 
 

@@ -6,13 +6,12 @@ at the end: nothing reached it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import orjson
 import pytest
-from cli_support import Result, ThreadedSandbox, run
+from cli_support import ThreadedSandbox, run, run_many
 
 from bulkruns.client import normalise_base_url
 
@@ -25,14 +24,19 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["frobnicate"], {}, "No such command 'frobnicate'"),
     (["archive", "--concurrency", "0"], {}, "'--concurrency': 0 is not in the range x>=1"),
     (["archive", "--rate", "fast"], {}, "'fast' is not a valid float"),
+    (["archive", "--rate", "-1"], {}, "'--rate': -1.0 is not in the range x>=0"),
     (["archive", "--limit", "0"], {}, "'--limit'"),
+    (["archive", "--per-page", "500"], {}, "'--per-page'"),
     (["archive", "--max-failures", "many"], {}, "'many' is not a number of failures"),
     (["archive", "--archived-style", "maybe"], {}, "'--archived-style'"),
     (["archive", "--token", "x"], {}, "No such option '--token'"),
+    (["archive", "--set", "starred=true"], {}, "No such option '--set'"),
+    (["resume"], {}, "Missing argument 'LOG'"),
     # filters and dates
     (["archive", "--status", "nope"], {}, "unknown status 'nope'"),
     (["archive", "--created-before", "last tuesday"], {}, "'last tuesday' is not a date"),
     (["archive", "--updated-before", "2025-13-45"], {}, "'2025-13-45' is not a date"),
+    (["list", "--created-before", "soon"], {}, "'soon' is not a date"),
     (["archive", "--owners", "a,,b"], {}, "--owners takes IDs separated by commas"),
     (["activate", "--status", "active"], {}, "--status active cannot be combined"),
     (["delete", "--status", "complete"], {}, "add --archive-first"),
@@ -43,6 +47,8 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["update", "--set", "name"], {}, "write FIELD=VALUE"),
     (["update", "--set", "name=123"], {}, "--set 'name=\"123\"'"),
     (["update", "--set", "users=a,b"], {}, "users must be a JSON list of IDs"),
+    (["update", "--set", "name=" + "x" * 551], {}, "Tallyfy allows at most 550"),
+    (["update", "--set", "starred=true", "--set", "starred=false"], {}, "given twice"),
     # ID files
     (["archive", "--ids-file", "missing.txt"], {}, "cannot read the ID file missing.txt"),
     (["archive", "--ids-file", "bad-ids.txt"], {}, "bad-ids.txt line 2: 'not-an-id'"),
@@ -61,6 +67,7 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["--base-url", "ftp://example.com/api", "archive"], {}, "ftp://example.com/api"),
     (["--base-url", "http://example.com/api", "archive"], {}, "http://"),
     (["archive"], {"TALLYFY_ACCESS_TOKEN": None}, "no access token"),
+    (["archive"], {"TALLYFY_ACCESS_TOKEN": "  "}, "no access token"),
     (["archive"], {"TALLYFY_ORG_ID": None}, "no organisation given"),
     (["--token-file", "no-token-here", "archive"], {}, "cannot read the token file"),
     (["--token-file", "empty-token", "archive"], {}, "the token file empty-token is empty"),
@@ -105,7 +112,6 @@ def _files(box: ThreadedSandbox, where: Path) -> None:
     (where / "empty-token").write_text("\n")
 
 
-@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2_and_sends_nothing(
     box: ThreadedSandbox, tmp_path: Path
 ) -> None:
@@ -113,19 +119,16 @@ def test_bad_input_is_one_line_exit_2_and_sends_nothing(
     _files(box, tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     base = box.env(tmp_path)
-
-    def attempt(args: list[str], changes: dict[str, str | None]) -> Result:
+    cases: list[tuple[list[str], Mapping[str, str]]] = []
+    for args, changes, _ in CATALOGUE:
         env = dict(base)
         for name, value in changes.items():
             if value is None:
                 env.pop(name, None)
             else:
                 env[name] = value
-        return run(args, env=env, cwd=tmp_path)
-
-    # A few at a time: each is a separate interpreter, mostly waiting on imports.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(attempt, *zip(*[(a, c) for a, c, _ in CATALOGUE], strict=True)))
+        cases.append((args, env))
+    results = run_many(cases, cwd=tmp_path)
     problems = []
     for (args, _, expected), result in zip(CATALOGUE, results, strict=True):
         out, err = result.out, result.err
@@ -143,3 +146,15 @@ def test_bad_input_is_one_line_exit_2_and_sends_nothing(
     assert stats["total"] == 0, stats["requests"]
     # and no journal was left behind by a job that never started
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "state") == before
+
+
+def test_bad_input_in_a_process_of_its_own(box: ThreadedSandbox, tmp_path: Path) -> None:
+    """The same mistakes through a fresh interpreter, as a user meets them."""
+    env = box.env(tmp_path)
+    for args in (["archive", "--status", "nope"], ["resume", "missing.jsonl"]):
+        result = run(args, env=env, cwd=tmp_path)
+        assert result.code == 2
+        assert result.out == ""
+        assert result.err.startswith("bulkruns: error: ")
+        assert result.err.count("\n") == 1
+    assert box.stats()["total"] == 0

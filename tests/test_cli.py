@@ -450,3 +450,22 @@ def test_the_demo_runs_and_restores_everything(tmp_path: Path) -> None:
     ):
         assert shown in out, shown
     assert "sandbox stopped" in done.stderr
+
+
+def test_quiet_failures_show_only_errors_on_stderr(box: ThreadedSandbox, tmp_path: Path) -> None:
+    targets = box.ids(live)[:3]
+
+    result = run(
+        ["delete", "--ids-file", "-", "--yes", "--rate", "0", "--quiet", "--log", "j.jsonl"],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+        stdin="\n".join(targets) + "\n",
+    )
+
+    assert result.code == 1
+    assert result.out == ""
+    lines = result.err.splitlines()
+    assert {line.split()[1].rstrip(":") for line in lines[:3]} == set(targets)
+    assert all(line.startswith("failed ") and "HTTP 422" in line for line in lines[:3])
+    assert lines[3] == "delete finished with failures"
+    assert f"  resume: bulkruns resume {tmp_path / 'j.jsonl'}" in lines

@@ -1,19 +1,8 @@
 """bulkruns: apply one change to every Tallyfy run a filter selects, at the full rate limit.
 
-    import anyio, bulkruns
-
-    async def main() -> None:
-        async with bulkruns.Client(org="ORG", token="TOKEN") as client:
-            job = bulkruns.Job(
-                client,
-                bulkruns.Operation(name="archive"),
-                bulkruns.RunFilter(status="complete", updated_before=bulkruns.parse_when("90d")),
-                bulkruns.JobOptions(journal="archive.jsonl"),
-            )
-            summary = await job.run()
-            print(summary.ok, "archived")
-
-    anyio.run(main)
+Open a ``Client``, build a ``Job`` from an ``Operation``, a selection (a ``RunFilter`` or run
+IDs) and ``JobOptions``, and ``await job.run()`` for its ``Summary``. ``Job.resume`` and
+``Job.undo`` build jobs from a result log. The README has a runnable example.
 """
 
 from importlib.metadata import version

@@ -312,9 +312,7 @@ class _Records:
             return self.path.open("rb")
         except FileNotFoundError:
             raise JournalError(f"result log {self.path} does not exist") from None
-        except IsADirectoryError:
-            raise JournalError(f"result log {self.path} is not a file") from None
-        except OSError as exc:
+        except OSError as exc:  # pragma: no cover - unreadable (permissions; not as root)
             raise JournalError(f"cannot read result log {self.path}: {exc.strerror}") from None
 
     def __iter__(self) -> Iterator[tuple[dict[str, Any], Any, int | None]]:

@@ -19,8 +19,9 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(VENV)/bin/mypy
 
+# an absolute data file, so that subprocesses started in other folders report to it too
 unit: $(STAMP)
-	$(PY) -m pytest --cov --cov-report=term
+	COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m pytest --cov --cov-report=term
 
 test: lint types unit
 
@@ -31,4 +32,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

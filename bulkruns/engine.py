@@ -677,7 +677,10 @@ class Job:
         async def fetcher(scope: anyio.CancelScope) -> None:
             nonlocal new, limit_hit
             for number in pages:
-                page = await self._fetch(params, number)
+                try:
+                    page = await self._fetch(params, number)
+                except _Abort:
+                    return  # the job's scope is cancelled: the whole pipeline winds down
                 count = await self._emit_page(send, page, selection)
                 if count is None:
                     limit_hit = True

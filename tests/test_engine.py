@@ -344,3 +344,21 @@ async def test_a_new_job_never_overwrites_a_log(tmp_path: Path) -> None:
             await run(client, Operation(name="archive"), RunFilter(), journal)
         assert sandbox.state.total == 0
     assert journal.read_text() == "keep me\n"
+
+
+async def test_a_page_that_cannot_be_listed_aborts_cleanly(tmp_path: Path) -> None:
+    # five requests in two seconds and one attempt each: later pages are refused for good
+    async with serve(runs=300, rate_limit=5, window=2.0) as (sandbox, client):
+        summary = await run(
+            client,
+            Operation(name="archive"),
+            RunFilter(),
+            tmp_path / "l.jsonl",
+            per_page=10,
+            max_attempts=1,
+            concurrency=1,
+        )
+        assert summary.aborted == "listing"
+        assert summary.message is not None
+        assert "429" in summary.message
+        assert sandbox.state.count("list", 429) >= 1

@@ -33,6 +33,11 @@ UPDATABLE_FIELDS = (
 _MAX_NAME = 550
 
 
+def _is_id(value: Any) -> bool:
+    # Tallyfy's IDs are strings, but user IDs come back as numbers: accept both
+    return isinstance(value, str | int) and not isinstance(value, bool) and value != ""
+
+
 def _check_field(name: str, value: Any) -> str | None:
     """Why ``value`` is not acceptable for ``name``, or None."""
     if name == "name":
@@ -40,14 +45,17 @@ def _check_field(name: str, value: Any) -> str | None:
             return "name must be a non-empty string"
         if len(value) > _MAX_NAME:
             return f"name is {len(value)} characters long; Tallyfy allows at most {_MAX_NAME}"
-    elif name in ("summary", "owner_id"):
-        if not isinstance(value, str):
-            return f"{name} must be a string"
+    elif name == "summary":
+        if value is not None and not isinstance(value, str):
+            return "summary must be a string (or null to clear it)"
+    elif name == "owner_id":
+        if not _is_id(value):
+            return "owner_id must be a user ID"
     elif name in ("starred", "is_public"):
         if not isinstance(value, bool):
             return f"{name} must be true or false"
     elif name in ("publicly_hidden_fields", "users", "groups"):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(_is_id(v) for v in value):
             return (
                 f'{name} must be a JSON list of IDs, such as ["id1","id2"] (it replaces the list)'
             )

@@ -111,11 +111,18 @@ def test_read_ids_validates_each_line() -> None:
         ({"users": "u1"}, "JSON list"),
         ({"prerun": []}, "JSON object"),
         ({"summary": 3}, "must be a string"),
+        ({"owner_id": True}, "must be a user ID"),
+        ({"groups": ["g1", None]}, "JSON list"),
     ],
 )
 def test_update_fields_are_validated_locally(fields: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_fields(fields)
+
+
+def test_update_fields_accept_what_tallyfy_accepts() -> None:
+    fields = {"owner_id": 1001, "users": [1001, "u2"], "summary": None, "prerun": {"f": 1}}
+    assert validate_fields(fields) == fields
 
 
 def test_operations_know_their_steps_selection_and_inverse() -> None:

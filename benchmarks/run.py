@@ -243,10 +243,11 @@ class Bench:
             + "\n\nThe docs' loop lists 10 runs a page, as the docs' sample does, and archives "
             "each page's runs before it fetches the next: every archive shifts the offset pages, "
             "so it skips about half the runs without an error. The gather lists first, then "
-            "sends every archive at once: the rolling window lets the first "
-            f"{p.limit * p.window:,.0f} requests through (which is how its short burst can show "
-            "an efficiency above 1), the burst rule and the full window refuse the rest, and "
-            "nothing retries them."
+            "sends every archive at once: the sandbox's burst rule (as Tallyfy's, more than "
+            "three times the average rate in any one second earns a few seconds of 429s) and "
+            "the rolling window refuse most of them, and nothing retries them. Over its few "
+            "seconds it can even show an efficiency above 1, having spent in one go the "
+            "allowance of a window that started empty, which a paced client spreads out."
         )
 
     # 2 -----------------------------------------------------------------------------------
@@ -544,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     started = time.perf_counter()
     when = dt.datetime.now(dt.UTC)
+    load = os.getloadavg()
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
@@ -555,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if name in only:
                 getattr(bench, name.replace("-", "_"))()
     took = time.perf_counter() - started
-    report = render(bench, when, took, command)
+    report = render(bench, when, took, command, load)
     out.write_text(report)
     (out.with_suffix(".json")).write_text(json.dumps(raw(bench), indent=1) + "\n")
     print()
@@ -570,7 +572,9 @@ def _command(argv: Sequence[str] | None) -> str:
     return shlex.join(["python", "-m", "benchmarks.run", *args])
 
 
-def render(bench: Bench, when: dt.datetime, took: float, command: str) -> str:
+def render(
+    bench: Bench, when: dt.datetime, took: float, command: str, load: tuple[float, ...]
+) -> str:
     p = bench.plan
     loads = [m.other_load for row in bench.rows.values() for m in row.measures]
     busy = max(loads) if loads else 0.0
@@ -586,7 +590,8 @@ def render(bench: Bench, when: dt.datetime, took: float, command: str) -> str:
         f"- **Command:** `{command}` ({p.mode} mode, {p.repeat} repetition(s); took "
         f"{took / 60:.1f} min)\n"
         f"- **Date:** {when:%Y-%m-%d %H:%M} UTC\n"
-        f"- **Machine:** {machine()}\n"
+        f"- **Machine:** {machine()}; load average at the start "
+        f"{', '.join(f'{x:.2f}' for x in load)}\n"
         "- Figures are medians, with the spread (min-max) over the repetitions. Each run has "
         "a fresh sandbox (`python -m bulkruns sandbox`) in its own process and the client in "
         "another. *items/s* counts runs the server saw changed, over the client's time from "

@@ -88,8 +88,13 @@ class Reply:
     request_id: str | None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine: ``localhost`` or a loopback address.
+
+    Other names ending in ``.localhost`` are not trusted: a resolver may send them elsewhere.
+    """
+    host = host.lower().strip("[]")
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -124,9 +129,10 @@ def normalise_base_url(url: str) -> str:
     if scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"the base URL {text!r} is not an https:// URL with a host; {example}")
     if parts.query or parts.fragment:
-        raise ConfigError(f"the base URL {text!r} must not have a query or fragment; {example}")
+        # Not echoed: a pasted query string may hold a token.
+        raise ConfigError(f"the base URL must not have a query or fragment; {example}")
     host = parts.hostname.lower()
-    if scheme == "http" and not _is_loopback(host):
+    if scheme == "http" and not is_loopback_host(host):
         raise ConfigError(
             f"plain http:// is only allowed to a loopback host (localhost, 127.0.0.1, ::1): "
             f"the token would cross the network unencrypted; use https://{host}"

@@ -32,12 +32,12 @@ def retryable(error: BulkrunsError) -> bool:
 def outcome_unknown(error: BulkrunsError) -> bool:
     """Whether the failed request may still have changed the run.
 
-    A timeout or reset after sending, and a 5xx, leave the change undecided; a refused
-    connection or a 4xx (429 included) did not change anything.
+    A timeout or reset after sending, a 5xx, and a 2xx whose body made no sense leave the
+    change undecided; a refused connection or a 4xx (429 included) did not change anything.
     """
     if isinstance(error, TransportError):
         return error.sent
-    return isinstance(error, APIError) and error.status >= 500
+    return isinstance(error, APIError) and (error.status >= 500 or 200 <= error.status < 300)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -41,6 +41,8 @@ def test_transport_errors_are_retryable_and_unknown_only_once_sent() -> None:
     assert not outcome_unknown(TransportError("refused", sent=False))
     assert outcome_unknown(TransportError("reset", sent=True))
     assert outcome_unknown(ServerError(502, "bad gateway"))
+    assert outcome_unknown(ServerError(200, "unexpected response: expected JSON"))
+    assert not retryable(ServerError(200, "unexpected response: expected JSON"))
     assert not outcome_unknown(RateLimited(429, "slow down"))
     assert not outcome_unknown(NotFound(404, "gone"))
 

@@ -13,7 +13,9 @@ finds nothing new. That last pass is the job's proof that nothing matching was l
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import math
 import os
 import time
 import uuid
@@ -107,7 +109,10 @@ class JobOptions:
     def __post_init__(self) -> None:
         checks = (
             (self.concurrency >= 1, "concurrency must be at least 1"),
-            (self.rate >= 0, "rate must be a number of requests per second, or 0 for unpaced"),
+            (
+                math.isfinite(self.rate) and self.rate >= 0,
+                "rate must be a number of requests per second, or 0 for unpaced",
+            ),
             (self.max_attempts >= 1, "max attempts must be at least 1"),
             (self.max_elapsed > 0, "max elapsed must be a positive number of seconds"),
             (self.max_failures is None or self.max_failures >= 0, "max failures must be >= 0"),
@@ -123,12 +128,17 @@ class JobOptions:
                 raise ConfigError(message)
 
     def to_record(self) -> dict[str, Any]:
-        """The settings a resumed job takes as its defaults, for the journal's header."""
+        """The settings a resumed job takes as its defaults, for the journal's header.
+
+        The limit is the job's, across all its sessions: a resumed job takes at most that many
+        runs in all.
+        """
         return {
             "concurrency": self.concurrency,
             "rate": self.rate,
             "max_attempts": self.max_attempts,
             "max_failures": self.max_failures,
+            "limit": self.limit,
             "archived": self.archived,
             "per_page": self.per_page,
         }
@@ -356,6 +366,10 @@ class Job:
         self._aborted: str | None = None
         self._message: str | None = None
         self._outstanding = 0
+        # the runs this session may still take: the job's limit, less those done before
+        self._limit = self.options.limit
+        if self._limit is not None and state is not None:
+            self._limit = max(0, self._limit - len(state.done))
         self._idle = anyio.Event()
         self._stop_at: float | None = None
         self._started = 0.0
@@ -375,6 +389,7 @@ class Job:
         """The job a result log describes, continued: done items are skipped, failed and
         unfinished ones retried, and the rest of the selection processed. It appends to the
         same log. A dry run's log is a plan: resuming it applies exactly the planned items.
+        The job's recorded limit holds across sessions unless ``options`` sets another.
 
         Raises:
             JournalError: the log is unreadable, belongs to another organisation or server,
@@ -390,13 +405,21 @@ class Job:
                 "start the job again instead"
             )
         operation = Operation.from_record(header)
+        for item in state.pending.values():
+            for name in ("before", "fields"):
+                if not isinstance(getattr(item, name), dict | None):
+                    raise JournalError(f"{path}: run {item.id} has a malformed {name} record")
         selection = None
         if not state.pinned:
             if header.get("filter") is None:
                 raise JournalError(f"{path}: the log has neither a filter nor planned items")
             selection = RunFilter.from_record(header["filter"])
         base = options or JobOptions()
-        opts = JobOptions(**{**_option_fields(base), "journal": path})
+        recorded = header.get("params")
+        limit = recorded.get("limit") if isinstance(recorded, dict) else None
+        if base.limit is not None or not isinstance(limit, int) or isinstance(limit, bool):
+            limit = base.limit
+        opts = JobOptions(**{**_option_fields(base), "journal": path, "limit": limit})
         job = cls.__new__(cls)
         job._setup(client, operation, opts, on_progress, selection=selection, state=state)
         job._seen = set(state.done) | set(state.pending)
@@ -428,14 +451,25 @@ class Job:
         if own is not None and Path(own).resolve() == source.resolve():
             raise ConfigError("the undo needs a log of its own, not the log it undoes")
 
+        unfinished = sum(1 for p in state.pending.values() if p.unknown)
+        if unfinished:
+            raise JournalError(
+                f"{source}: {unfinished} runs may have been changed without a recorded "
+                "outcome; resume the job first, then undo it"
+            )
+
         def plan() -> Iterator[_Work]:
             for run_id, before in ok_items(source):
                 if original.name != "update":
                     yield _Work(run_id)
                     continue
-                fields = {k: v for k, v in (before or {}).items() if k in original.fields}
+                if before is not None and not isinstance(before, dict):
+                    raise JournalError(f"{source}: run {run_id} has a malformed before-state")
+                # an update sets its own fields; an undo of an undo, each run's recorded ones
+                keys = original.fields or before or {}
+                fields = {k: v for k, v in (before or {}).items() if k in keys}
                 if fields:
-                    yield _Work(run_id, before=dict(original.fields), fields=fields)
+                    yield _Work(run_id, before=dict(original.fields) or None, fields=fields)
                 else:
                     yield _Work(run_id, skip="no before-state was recorded for this run")
 
@@ -473,7 +507,8 @@ class Job:
         self._started = time.monotonic()
         self._journal = self._open_journal()
         try:
-            self._begin()
+            with contextlib.suppress(_Abort):  # the log failed: the pipeline's scope is cancelled
+                self._begin()
             async with anyio.create_task_group() as ticker:
                 ticker.start_soon(self._tick)
                 with self._scope:
@@ -481,18 +516,30 @@ class Job:
                 ticker.cancel_scope.cancel()
             # a dry run's plan is marked complete; one cut short stays unmarked, and resume
             # refuses it
-            planned = self._filter is not None and self.options.dry_run and not self._aborted
-            if self._journal is not None and planned:
-                self._journal.write({"type": "planned", "count": self._counts["planned"]})
+            if self._filter is not None and self.options.dry_run and not self._aborted:
+                with contextlib.suppress(_Abort):
+                    self._write({"type": "planned", "count": self._counts["planned"]})
         except anyio.get_cancelled_exc_class():
             self._aborted = self._aborted or "interrupted"
             raise
         finally:
-            summary = self._summary()
-            if self._journal is not None:
-                self._journal.write(_record("summary", **summary.to_dict(), ended_at=_utcnow()))
-                self._journal.close()
+            summary = self._close_journal()
         return summary
+
+    def _close_journal(self) -> Summary:
+        """Write the session's summary as the log's last line, and close the log."""
+        journal = self._journal
+        if journal is None:
+            return self._summary()
+        try:
+            with contextlib.suppress(_Abort):
+                self._write(_record("summary", **self._summary().to_dict(), ended_at=_utcnow()))
+        finally:
+            try:
+                journal.close()
+            except JournalError as exc:
+                self._abort("journal", f"{exc}; resume the job once it can be written")
+        return self._summary()
 
     def _open_journal(self) -> JournalWriter | None:
         path = self.options.journal
@@ -528,7 +575,7 @@ class Job:
             undo_of=str(self._undo_of) if self._undo_of else None,
         )
         if self._journal is not None:
-            self._journal.write(header)
+            self._journal.write(header)  # a failure here is a JournalError: nothing was sent
         if self._plan is None:
             return
         try:
@@ -547,7 +594,7 @@ class Job:
         """
         seen: set[int] = set()
         kept: list[_Work] = []
-        limit = self.options.limit
+        limit = self._limit
         batch: list[dict[str, Any]] = []
         for work in source:
             if not isinstance(work.id, str) or not is_run_id(work.id):
@@ -558,7 +605,9 @@ class Job:
             if key in seen:
                 continue
             seen.add(key)
-            if self._journal is None:
+            if work.skip is not None:
+                self._finish(ItemResult(work.id, "skipped", note=work.skip))
+            elif self._journal is None:
                 kept.append(work)
             else:
                 batch.append(_planned(work))
@@ -580,7 +629,10 @@ class Job:
         while True:
             await anyio.sleep(0.2)
             if self._journal is not None:
-                self._journal.sync_if_due()
+                try:
+                    self._journal.sync_if_due()
+                except JournalError as exc:
+                    self._abort("journal", f"{exc}; resume the job once it can be written")
             if self._stop_at is not None and time.monotonic() >= self._stop_at:
                 self._scope.cancel()
 
@@ -621,12 +673,17 @@ class Job:
 
     async def _emit(self, send: MemoryObjectSendStream[_Work], work: _Work) -> bool:
         """Queue one item; False once the job's limit is reached."""
-        limit = self.options.limit
-        if limit is not None and self._emitted >= limit:
+        if self._limit is not None and self._emitted >= self._limit:
             return False
         self._emitted += 1
         self._outstanding += 1
-        await send.send(work)
+        try:
+            await send.send(work)
+        except BaseException:
+            # never queued: a stopped job leaves it to be found again on resume
+            self._emitted -= 1
+            self._outstanding -= 1
+            raise
         return True
 
     async def _sweep_until_complete(
@@ -634,6 +691,8 @@ class Job:
     ) -> None:
         archived = self.options.archived if self.operation.selects_archived else None
         params = selection.params(archived=archived)
+        if self._limit is not None and self._emitted >= self._limit:
+            return  # the job has taken all the runs its limit allows
         self._listing = True
         while self._sweeps < self.options.max_sweeps:
             self._sweeps += 1
@@ -661,8 +720,8 @@ class Job:
         first = await self._fetch(params, 1)
         if self._sweeps == 1 and not selection.filters_locally:
             self._total = max(first.total, self._emitted)
-            if self.options.limit is not None:
-                self._total = min(self._total, self.options.limit)
+            if self._limit is not None:
+                self._total = min(self._total, self._limit)
         self._report()
         emitted = await self._emit_page(send, first, selection)
         if emitted is None:
@@ -674,9 +733,11 @@ class Job:
         pages = iter(range(first.page_count, 1, -1))
         limit_hit = False
 
-        async def fetcher(scope: anyio.CancelScope) -> None:
+        async def fetcher() -> None:
             nonlocal new, limit_hit
             for number in pages:
+                if limit_hit:
+                    return  # not cancelled: a sibling may be queueing an item it has counted
                 try:
                     page = await self._fetch(params, number)
                 except _Abort:
@@ -684,13 +745,12 @@ class Job:
                 count = await self._emit_page(send, page, selection)
                 if count is None:
                     limit_hit = True
-                    scope.cancel()
                     return
                 new += count
 
         async with anyio.create_task_group() as tg:
             for _ in range(min(self.options.page_concurrency, max(0, first.page_count - 1))):
-                tg.start_soon(fetcher, tg.cancel_scope)
+                tg.start_soon(fetcher)
         return None if limit_hit else new
 
     async def _emit_page(
@@ -749,19 +809,18 @@ class Job:
                         self._idle.set()
 
     async def _process(self, work: _Work) -> None:
-        journal = self._journal
+        fields = work.fields if work.fields is not None else dict(self.operation.fields)
+        if work.skip is None and self.operation.name == "update" and not fields:
+            work.skip = "nothing to set"
+        if work.skip is not None:
+            self._finish(ItemResult(work.id, "skipped", note=work.skip), work.before)
+            return
         if self.options.dry_run:
-            if journal is not None and self._filter is not None:
-                journal.write(_planned(work))
+            if self._filter is not None:  # a pinned job's plan is written already
+                self._write(_planned(work))
             self._finish(ItemResult(work.id, "planned"))
             return
-        if work.skip is not None:
-            result = ItemResult(work.id, "skipped", note=work.skip)
-            self._finish(result, work.before)
-            return
-        if journal is not None:
-            journal.write(_record("claim", id=work.id, before=work.before))
-        fields = work.fields if work.fields is not None else dict(self.operation.fields)
+        self._write(_record("claim", id=work.id, before=work.before))
         attempts = _Attempts()
         steps = self.operation.steps
         notes: list[str] = []
@@ -873,8 +932,8 @@ class Job:
         unknown: bool | None = None,
     ) -> None:
         self._counts[result.outcome] += 1
-        if self._journal is not None and result.outcome != "planned":
-            self._journal.write(
+        if result.outcome != "planned":
+            self._write(
                 _record(
                     "item",
                     id=result.id,
@@ -889,6 +948,16 @@ class Job:
                 )
             )
         self._report(result)
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        """Append to the log; a log that cannot be written aborts the job."""
+        if self._journal is None:
+            return
+        try:
+            self._journal.write(record)
+        except JournalError as exc:
+            self._abort("journal", f"{exc}; resume the job once it can be written")
+            raise _Abort from exc
 
     def _abort(self, reason: str, message: str) -> None:
         if self._aborted is None or self._aborted == "interrupted":

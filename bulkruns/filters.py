@@ -50,7 +50,10 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
     age = _AGE.fullmatch(text)
     if age:
         amount, unit = float(age.group(1)), _AGE_UNITS[age.group(2)]
-        return (now or datetime.now(UTC)) - timedelta(**{unit: amount})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{unit: amount})
+        except OverflowError:
+            raise ConfigError(f"{text!r} reaches back before the year 1") from None
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -194,6 +197,8 @@ class RunFilter:
         Raises:
             ConfigError: the record does not describe a filter.
         """
+        if not isinstance(record, Mapping):
+            raise ConfigError("the log's filter is not an object")
         names = {f.name for f in fields(cls)}
         unknown = set(record) - names
         if unknown:

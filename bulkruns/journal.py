@@ -22,6 +22,7 @@ journal of a million items to a few tens of megabytes in memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import orjson
 
@@ -86,7 +87,8 @@ class JournalWriter:
         clock: monotonic seconds; replace it in tests.
 
     Raises:
-        JournalError: the file cannot be opened for writing.
+        JournalError: the file cannot be opened or written (a full disk, say); after a
+            failed write the writer refuses every further one.
     """
 
     path: Path
@@ -115,6 +117,7 @@ class JournalWriter:
                 f"cannot write the result log {self.path}: {exc.strerror or exc}"
             ) from exc
         self._last_sync = clock()
+        self._failure: JournalError | None = None
 
     def __enter__(self) -> JournalWriter:
         return self
@@ -148,8 +151,11 @@ class JournalWriter:
 
     def _append(self, data: bytes) -> None:
         file = self._open_file()
-        file.write(data)
-        file.flush()
+        try:
+            file.write(data)
+            file.flush()
+        except OSError as exc:
+            self._fail(exc)
         self.sync_if_due()
 
     def sync_if_due(self) -> None:
@@ -160,24 +166,48 @@ class JournalWriter:
     def sync(self) -> None:
         """Flush and fsync now."""
         file = self._open_file()
-        file.flush()
-        os.fsync(file.fileno())
+        try:
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError as exc:
+            self._fail(exc)
         self._last_sync = self._clock()
 
     def close(self) -> None:
-        """fsync and close the file; closing twice is harmless."""
+        """fsync and close the file; closing twice is harmless.
+
+        A writer that has failed closes without writing more: what reached the file is a
+        log whose last line may be torn, which reading and reopening both handle.
+        """
         if self._file is None:
             return
+        file, self._file = self._file, None
         try:
-            self.sync()
+            if self._failure is None:
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as exc:
+            self._failure = self._error(exc)
+            raise self._failure from exc
         finally:
-            self._file.close()
-            self._file = None
+            with contextlib.suppress(OSError):  # the buffer's flush failed already
+                file.close()
 
     def _open_file(self) -> BinaryIO:
+        if self._failure is not None:
+            raise self._failure
         if self._file is None:
             raise ValueError(f"the result log {self.path} is closed")
         return self._file
+
+    def _error(self, exc: OSError) -> JournalError:
+        return JournalError(f"cannot write the result log {self.path}: {exc.strerror or exc}")
+
+    def _fail(self, exc: OSError) -> NoReturn:
+        # Once a write failed, nothing more is written: a record after a torn one would
+        # turn the torn line into a corrupt line in the middle of the log.
+        self._failure = self._error(exc)
+        raise self._failure from exc
 
 
 def _repair_tail(file: BinaryIO) -> None:

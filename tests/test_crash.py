@@ -136,7 +136,9 @@ def test_a_journal_cut_at_any_byte_resumes_without_losing_an_item(
                 header_end = data.index(b"\n") + 1
                 at = header_end + int(cut * (len(data) - header_end))
                 journal.write_bytes(data[:at])
-                summary = await Job.resume(client, journal, JobOptions(rate=0)).run()
+                # the first session stopped at its limit; this one lifts it
+                more = JobOptions(rate=0, limit=len(targets))
+                summary = await Job.resume(client, journal, more).run()
             assert summary.aborted is None
             assert _targets(sandbox) == set()
             state = read_journal(journal)

@@ -264,7 +264,7 @@ async def test_dry_run_writes_a_plan_that_resume_applies_exactly(tmp_path: Path)
         assert set(sandbox.state.change_counts) == targets
 
 
-async def test_resume_finishes_a_limited_job_without_repeating(tmp_path: Path) -> None:
+async def test_a_limit_holds_across_sessions_and_resume_finishes_the_rest(tmp_path: Path) -> None:
     async with serve(runs=300) as (sandbox, client):
         targets = ids_with(sandbox, complete)
         journal = tmp_path / "r.jsonl"
@@ -273,14 +273,36 @@ async def test_resume_finishes_a_limited_job_without_repeating(tmp_path: Path) -
         )
         assert first.ok == 25
         assert not first.verified
-        second = await Job.resume(client, journal, JobOptions(**FAST)).run()
-        assert second.ok == len(targets) - 25
-        assert second.verified
+        assert first.message is None  # a limit is no failure to prove completeness
+        again = await Job.resume(client, journal, JobOptions(**FAST)).run()
+        assert again.ok == 0  # the recorded limit is the job's, not the session's
+        assert sandbox.state.count("list") == 1
+        more = await Job.resume(client, journal, JobOptions(**FAST, limit=60)).run()
+        assert more.ok == 35
+        rest = await Job.resume(client, journal, JobOptions(**FAST, limit=10_000)).run()
+        assert rest.ok == len(targets) - 60
+        assert rest.verified
         assert max(sandbox.state.change_counts.values()) == 1
         state = read_journal(journal)
-        assert state.sessions == 2
+        assert state.sessions == 4
         assert len(state.done) == len(targets)
         assert not state.pending
+
+
+@pytest.mark.parametrize("limit", [149, 150, 151])
+async def test_a_limit_is_exact_however_the_pages_fall(tmp_path: Path, limit: int) -> None:
+    async with serve(runs=800) as (sandbox, client):
+        summary = await run(
+            client,
+            Operation(name="archive"),
+            RunFilter(),
+            tmp_path / "l.jsonl",
+            per_page=10,
+            limit=limit,
+        )
+        assert summary.ok == limit
+        assert len(sandbox.state.change_counts) == limit
+        assert len(items(tmp_path / "l.jsonl", "ok")) == limit
 
 
 async def test_resume_refuses_another_orgs_log(tmp_path: Path) -> None:
@@ -362,3 +384,67 @@ async def test_a_page_that_cannot_be_listed_aborts_cleanly(tmp_path: Path) -> No
         assert summary.message is not None
         assert "429" in summary.message
         assert sandbox.state.count("list", 429) >= 1
+
+
+async def test_undo_skips_runs_without_a_before_state_and_undoes_an_undo(tmp_path: Path) -> None:
+    async with serve(runs=120) as (sandbox, client):
+        live = sorted(ids_with(sandbox, lambda r: r["archived_at"] is None))
+        by_id, by_filter = live[:3], RunFilter(status="active")
+        renamed = tmp_path / "ids.jsonl"
+        await run(client, Operation(name="update", fields={"summary": "IDS"}), by_id, renamed)
+        undone = await Job.undo(client, renamed, JobOptions(**FAST, journal=tmp_path / "u0")).run()
+        assert (undone.ok, undone.skipped) == (0, 3)  # an ID list records no before-state
+        assert sandbox.state.count("update") == 3
+
+        actives = ids_with(sandbox, lambda r: r["status"] == "active" and not r["archived_at"])
+        names = {i: sandbox.state.run(i)["name"] for i in actives}  # type: ignore[index]
+        job = tmp_path / "job.jsonl"
+        await run(client, Operation(name="update", fields={"name": "Renamed"}), by_filter, job)
+        undo = tmp_path / "undo.jsonl"
+        await Job.undo(client, job, JobOptions(**FAST, journal=undo)).run()
+        assert {i: sandbox.state.run(i)["name"] for i in actives} == names  # type: ignore[index]
+        redo = await Job.undo(client, undo, JobOptions(**FAST, journal=tmp_path / "r")).run()
+        assert redo.ok == len(actives)
+        assert all(sandbox.state.run(i)["name"] == "Renamed" for i in actives)  # type: ignore[index]
+
+
+async def test_a_dry_run_plan_leaves_out_runs_already_as_requested(tmp_path: Path) -> None:
+    async with serve(runs=150) as (sandbox, client):
+        actives = ids_with(sandbox, lambda r: r["status"] == "active" and not r["archived_at"])
+        starred = {i for i in actives if sandbox.state.run(i)["starred"]}  # type: ignore[index]
+        assert starred
+        plan = tmp_path / "plan.jsonl"
+        op = Operation(name="update", fields={"starred": True})
+        summary = await run(client, op, RunFilter(status="active"), plan, dry_run=True)
+        assert (summary.planned, summary.skipped) == (len(actives - starred), len(starred))
+        applied = await Job.resume(client, plan, JobOptions(**FAST)).run()
+        assert applied.ok == len(actives - starred)
+        assert sandbox.state.count("update") == len(actives - starred)
+
+
+async def test_undo_waits_for_runs_whose_outcome_was_lost(tmp_path: Path) -> None:
+    async with serve(runs=40) as (sandbox, client):
+        journal = tmp_path / "j.jsonl"
+        await run(client, Operation(name="archive"), RunFilter(status="complete"), journal)
+        victim = sorted(ids_with(sandbox, lambda r: r["status"] == "active"))[0]
+        with journal.open("ab") as log:  # a crash between a claim and its outcome
+            log.write(orjson.dumps({"type": "claim", "id": victim}) + b"\n")
+        with pytest.raises(JournalError, match="resume the job first"):
+            Job.undo(client, journal, JobOptions(journal=tmp_path / "u.jsonl"))
+
+
+async def test_resume_refuses_a_log_with_malformed_items(tmp_path: Path) -> None:
+    async with serve(runs=10) as (_sandbox, client):
+        journal = tmp_path / "j.jsonl"
+        await run(client, Operation(name="archive"), ["a" * 32], journal, dry_run=True)
+        text = journal.read_text().replace(
+            '"outcome":"planned"', '"outcome":"planned","fields":"zzz"'
+        )
+        journal.write_text(text)
+        with pytest.raises(JournalError, match="malformed fields"):
+            Job.resume(client, journal)
+
+
+async def test_rates_must_be_finite() -> None:
+    with pytest.raises(ConfigError, match="rate must be"):
+        JobOptions(rate=float("inf"))

@@ -26,6 +26,12 @@ def test_parse_when_refuses_nonsense(text: str) -> None:
         parse_when(text)
 
 
+@pytest.mark.parametrize("text", ["999999999d", "10000000000d", "99999999999999999999w"])
+def test_parse_when_refuses_ages_beyond_the_calendar(text: str) -> None:
+    with pytest.raises(ConfigError, match="before the year 1"):
+        parse_when(text)
+
+
 def test_params_encode_every_server_filter() -> None:
     f = RunFilter(
         q="ACME Corp",
@@ -87,6 +93,8 @@ def test_filter_record_round_trip() -> None:
     assert RunFilter.from_record(f.to_record()) == f
     with pytest.raises(ConfigError, match="unknown filter fields"):
         RunFilter.from_record({"colour": "red"})
+    with pytest.raises(ConfigError, match="not an object"):
+        RunFilter.from_record([["q", "x"]])  # type: ignore[arg-type]
 
 
 def test_read_ids_validates_each_line() -> None:

@@ -579,3 +579,14 @@ def _line_ends(lines: list[bytes]) -> Iterator[int]:
         offset += len(raw)
         yield offset - 1
         yield offset
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_a_journal_error_and_stops_further_writes() -> None:
+    writer = JournalWriter("/dev/full")
+    with pytest.raises(JournalError, match="No space left on device"):
+        writer.write({"type": "claim", "id": "a" * 32})
+    with pytest.raises(JournalError, match="No space left on device"):
+        writer.write({"type": "summary"})
+    writer.close()  # a failed writer closes quietly
+    assert writer.closed

@@ -10,8 +10,9 @@
     │   ├── Unprocessable         400 / 422: the request was understood and refused
     │   ├── RateLimited           429: too many requests; ``retry_after`` says how long to wait
     │   └── ServerError           5xx: Tallyfy failed; the change may or may not have happened
-    ├── TransportError            no HTTP answer: connection refused or reset, timeout
-    └── JobAborted                a job stopped before its end (auth, failure budget); resumable
+    └── TransportError            no HTTP answer: connection refused or reset, timeout
+
+A job that stops early does not raise: its ``Summary.aborted`` says why, and it is resumable.
 
 Every error's message is meant for a person and never contains the access token.
 """
@@ -25,7 +26,6 @@ __all__ = [
     "AuthError",
     "BulkrunsError",
     "ConfigError",
-    "JobAborted",
     "JournalError",
     "NotFound",
     "PermissionDenied",
@@ -121,18 +121,6 @@ class TransportError(BulkrunsError):
 
     def __init__(self, message: str, *, sent: bool) -> None:
         self.sent = sent
-        super().__init__(message)
-
-
-class JobAborted(BulkrunsError):
-    """A job stopped before its end; the journal lets it be resumed.
-
-    Attributes:
-        reason: ``"auth"``, ``"failure-budget"`` or ``"interrupted"``.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
         super().__init__(message)
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "Progress",
     "ProgressHook",
     "Summary",
+    "check_owner",
 ]
 
 Outcome = Literal["ok", "failed", "skipped", "planned"]
@@ -398,7 +399,7 @@ class Job:
         path = Path(journal)
         state = read_journal(path)
         header = state.header
-        _check_owner(header, client, path)
+        check_owner(header, client.org, client.base_url, path)
         if state.pinned and not state.plan_complete:
             raise JournalError(
                 f"{path}: the job's plan was cut short before any change was made; "
@@ -444,7 +445,7 @@ class Job:
         """
         source = Path(journal)
         state = read_journal(source)
-        _check_owner(state.header, client, source)
+        check_owner(state.header, client.org, client.base_url, source)
         original = Operation.from_record(state.header)
         inverse = original.inverse()
         own = options.journal if options is not None else None
@@ -1026,14 +1027,19 @@ def _option_fields(options: JobOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in JobOptions.__dataclass_fields__}
 
 
-def _check_owner(header: Mapping[str, Any], client: Client, path: Path) -> None:
-    if header.get("org") != client.org:
+def check_owner(header: Mapping[str, Any], org: str, base_url: str, path: Path) -> None:
+    """Refuse a result log written for another organisation or server.
+
+    Raises:
+        JournalError: the log's org or base URL differs from the ones given.
+    """
+    if header.get("org") != org:
         raise JournalError(
             f"{path} records a job of organisation {header.get('org')!r}, "
-            f"not {client.org!r}: use the same --org, or the right log"
+            f"not {org!r}: use the same --org, or the right log"
         )
-    if header.get("base_url") != client.base_url:
+    if header.get("base_url") != base_url:
         raise JournalError(
             f"{path} records a job against {header.get('base_url')!r}, "
-            f"not {client.base_url!r}: pass the same --base-url"
+            f"not {base_url!r}: pass the same --base-url"
         )

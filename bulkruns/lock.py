@@ -5,7 +5,8 @@ itself to the full rate limit and together exceed it. The lock makes the second 
 before it sends anything.
 
 The lock is ``fcntl.flock`` on a file named for the organisation and a hash of the base
-URL, under ``$XDG_STATE_HOME/bulkruns`` (``~/.local/state/bulkruns`` by default). The
+URL in a canonical form (:func:`server_key`: the two spellings of Tallyfy's API root are one
+server), under ``$XDG_STATE_HOME/bulkruns`` (``~/.local/state/bulkruns`` by default). The
 kernel drops a flock when its process ends, however it ends, so a crashed or killed job
 never leaves a stale lock behind; the file itself stays, harmlessly, and only says who
 held it last.
@@ -22,10 +23,15 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit
 
+from bulkruns.client import DEFAULT_BASE_URL, normalise_base_url
 from bulkruns.errors import ConfigError
 
-__all__ = ["JobLock", "LockBusy", "lock_path", "state_dir"]
+__all__ = ["JobLock", "LockBusy", "lock_path", "server_key", "state_dir"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TALLYFY_ROOT_API = "https://api.tallyfy.com"  # the same API as DEFAULT_BASE_URL, at /
 
 
 class LockBusy(ConfigError):
@@ -41,14 +47,37 @@ def state_dir() -> Path:
     return root / "bulkruns"
 
 
+def server_key(base_url: str) -> str:
+    """One name per server, whichever way its base URL is written.
+
+    The URL is normalised as the client does it (case, trailing ``/``, ``go.tallyfy.com``
+    without ``/api``), a port that is the scheme's default is dropped, and
+    ``https://api.tallyfy.com`` becomes ``https://go.tallyfy.com/api``: Tallyfy serves
+    one API at both, under one rate limit.
+
+    Raises:
+        ConfigError: a base URL the client would refuse.
+    """
+    url = normalise_base_url(base_url)
+    parts = urlsplit(url)
+    if parts.port is not None and _DEFAULT_PORTS.get(parts.scheme) == parts.port:
+        host = parts.netloc.rsplit(":", 1)[0]
+        url = f"{parts.scheme}://{host}{parts.path}"
+    return DEFAULT_BASE_URL if url == _TALLYFY_ROOT_API else url
+
+
 def lock_path(org: str, base_url: str, directory: Path | None = None) -> Path:
     """The lock file of one organisation on one server.
 
     The name keeps a readable form of the organisation ID, and a hash of the organisation
-    and the base URL, so that the same org ID on two servers (a sandbox and Tallyfy) does
-    not share a lock, and no character of either can escape the directory.
+    and the server (:func:`server_key`), so that the same org ID on two servers (a sandbox
+    and Tallyfy) does not share a lock, the same server written two ways does, and no
+    character of either can escape the directory.
+
+    Raises:
+        ConfigError: a base URL the client would refuse.
     """
-    digest = hashlib.sha256(f"{org}\n{base_url}".encode()).hexdigest()[:16]
+    digest = hashlib.sha256(f"{org}\n{server_key(base_url)}".encode()).hexdigest()[:16]
     readable = re.sub(r"[^A-Za-z0-9_.-]", "_", org)[:40] or "org"
     return (directory or state_dir()) / f"{readable}-{digest}.lock"
 
@@ -61,7 +90,7 @@ class JobLock:
 
     Args:
         org: the organisation ID.
-        base_url: the API base URL (normalised, as the client holds it).
+        base_url: the API base URL, in any of its spellings (see :func:`server_key`).
         command: what this process is doing, recorded in the lock file for the message a
             second job shows.
         directory: where the lock file lives; the user's state directory by default.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bulkruns.errors import ConfigError
-from bulkruns.lock import JobLock, LockBusy, lock_path, state_dir
+from bulkruns.lock import JobLock, LockBusy, lock_path, server_key, state_dir
 
 URL = "https://go.tallyfy.com/api"
 
@@ -94,3 +94,28 @@ def test_an_unusable_state_directory_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="cannot create the job lock"):
         JobLock("org-1", URL, directory=blocker / "bulkruns").acquire()
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "https://api.tallyfy.com",
+        "https://API.tallyfy.com/",
+        "https://api.tallyfy.com:443",
+        "https://go.tallyfy.com",
+        "https://go.tallyfy.com/api/",
+    ],
+)
+def test_the_spellings_of_tallyfys_api_are_one_server(spelling: str, tmp_path: Path) -> None:
+    assert server_key(spelling) == URL
+    assert lock_path("org-1", spelling, tmp_path) == lock_path("org-1", URL, tmp_path)
+    with JobLock("org-1", URL, directory=tmp_path), pytest.raises(LockBusy):
+        JobLock("org-1", spelling, directory=tmp_path).acquire()
+
+
+def test_other_servers_keep_their_own_key() -> None:
+    assert server_key("http://127.0.0.1:8765/api/") == "http://127.0.0.1:8765/api"
+    assert server_key("http://localhost:80/api") == "http://localhost/api"
+    assert server_key("https://tallyfy.example.com/api") == "https://tallyfy.example.com/api"
+    with pytest.raises(ConfigError):
+        server_key("ftp://example.com")

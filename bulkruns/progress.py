@@ -305,8 +305,14 @@ def summary_lines(
         head = f"{s.operation} aborted ({s.aborted})"
     elif exit_code == 0:
         head = f"{s.operation} done"
-    else:
+    elif s.failed:
         head = f"{s.operation} finished with failures"
+    else:
+        head = f"{s.operation} finished"
+    if s.message and not s.dry_run and s.aborted is None:
+        # Every item went through, yet the last pass still found new runs (the sweep bound):
+        # the job cannot say that nothing matching is left.
+        head += (", and" if s.failed else ", but") + " the selection could not be proven complete"
     lines = [head + (f": {s.message}" if s.message else "")]
     if not s.dry_run:
         lines.append(f"  ok {s.ok:,}  failed {s.failed:,}  skipped {s.skipped:,}")

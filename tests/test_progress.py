@@ -215,6 +215,13 @@ def test_summary_of_failed_aborted_interrupted_and_dry_runs() -> None:
     assert not any("passes" in line for line in aborted)
     stopped = summary_lines(summary(aborted="interrupted"), exit_code=130)
     assert stopped[0] == "archive interrupted"
+    journal = summary_lines(
+        summary(aborted="journal", message="cannot write the result log j.jsonl: File too large"),
+        exit_code=3,
+    )
+    assert journal[0] == (
+        "archive aborted (journal): cannot write the result log j.jsonl: File too large"
+    )
     dry = summary_lines(
         summary(operation="delete", ok=0, planned=1234, dry_run=True),
         exit_code=0,
@@ -234,6 +241,7 @@ def test_summary_of_failed_aborted_interrupted_and_dry_runs() -> None:
         ({"aborted": "auth"}, 3),
         ({"aborted": "failure-budget"}, 3),
         ({"aborted": "listing"}, 3),
+        ({"aborted": "journal"}, 3),
         ({"aborted": "interrupted"}, 130),
     ],
 )
@@ -298,3 +306,18 @@ def test_job_options_flags_over_recorded_settings_over_defaults() -> None:
     assert options.journal == Path("j.jsonl")
     with pytest.raises(ConfigError, match="recorded settings are unusable"):
         job_options({}, defaults={"archived": ["x"], "per_page": "ten"}, journal=None)
+
+
+def test_a_job_that_could_not_prove_its_selection_complete_says_so() -> None:
+    message = "the query still found new runs after 10 passes; resume the job to carry on"
+    unproven = summary(message=message, verified=False, sweeps=10)
+    lines = summary_lines(unproven, exit_code=exit_code(unproven))
+    assert exit_code(unproven) == 1
+    assert lines[0] == (
+        f"archive finished, but the selection could not be proven complete: {message}"
+    )
+    assert "  passes over the query 10: not verified" in lines
+    both = summary(failed=2, message=message, verified=False)
+    assert summary_lines(both, exit_code=1)[0] == (
+        "archive finished with failures, and the selection could not be proven complete: " + message
+    )

@@ -16,16 +16,18 @@ cron job sees, and into the exit code:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import signal
+import stat
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -135,50 +137,121 @@ class Display:
 class IdSource:
     """Run IDs from a file (or ``-``, standard input), validated and counted up front.
 
-    A file is read twice, once to validate and count it before anything is sent and once
-    as the job goes, so memory stays flat however long it is; standard input can only be
-    read once, so its IDs are kept.
+    A regular file is read twice, once to validate and count it before anything is sent and
+    once as the job pins its plan (still before any request), so memory stays flat however
+    long it is; the second reading must find the same IDs. Standard input, a pipe or a
+    process substitution (``<(…)``) can only be read once, so their IDs are kept.
+    Files are read as UTF-8; a byte-order mark and CRLF line ends are accepted.
+
+    Attributes:
+        path: the path given (``-`` for standard input).
+        count: the number of distinct IDs.
+        digest: an order-free fingerprint of those IDs (their sum), to notice a file that
+            changed between the two readings.
+        kept: the IDs themselves, when the source cannot be read twice.
     """
 
     path: str
     count: int
+    digest: int = 0
     kept: tuple[str, ...] | None = None
 
+    @property
+    def name(self) -> str:
+        """The source as messages call it."""
+        return "standard input" if self.path == "-" else self.path
+
     @classmethod
-    def read(cls, path: str, stdin: TextIO | None = None) -> IdSource:
-        """Validate the file and count its distinct IDs.
+    def read(cls, path: str, stdin: IO[str] | None = None) -> IdSource:
+        """Validate the IDs and count the distinct ones.
+
+        Args:
+            path: a file, or ``-`` for standard input.
+            stdin: what ``-`` reads instead of the process's standard input (for tests).
 
         Raises:
             ConfigError: the file cannot be read, holds a line that is not a run ID, or
                 holds no ID at all.
         """
-        seen: set[int] = set()
         if path == "-":
-            stream = stdin if stdin is not None else sys.stdin
-            kept = tuple(read_ids(stream, source="standard input"))
-            seen.update(int(i, 16) for i in kept)
-            source = cls(path=path, count=len(seen), kept=kept)
+            regular = False
         else:
             try:
-                with open(path, encoding="utf-8") as lines:
-                    seen.update(int(i, 16) for i in read_ids(lines, source=path))
+                regular = stat.S_ISREG(os.stat(path).st_mode)
             except OSError as exc:
                 raise ConfigError(
                     f"cannot read the ID file {path}: {exc.strerror or exc}"
                 ) from None
-            except UnicodeDecodeError:
-                raise ConfigError(f"{path} is not a text file of run IDs") from None
-            source = cls(path=path, count=len(seen))
-        if not seen:
-            raise ConfigError(f"{'standard input' if path == '-' else path} holds no run IDs")
+        source = cls(path=path, count=0)
+        with source._open(stdin) as lines:
+            if regular:
+                count, digest = _tally(source._ids(lines))
+                source = cls(path=path, count=count, digest=digest)
+            else:
+                kept = tuple(source._ids(lines))
+                count, digest = _tally(kept)
+                source = cls(path=path, count=count, digest=digest, kept=kept)
+        if not count:
+            raise ConfigError(f"{source.name} holds no run IDs")
         return source
 
     def __iter__(self) -> Iterator[str]:
+        """The IDs in file order, duplicates included (the engine dedupes them).
+
+        Raises:
+            ConfigError: a file that no longer holds the IDs counted before.
+        """
         if self.kept is not None:
             yield from self.kept
             return
-        with open(self.path, encoding="utf-8") as lines:
-            yield from read_ids(lines, source=self.path)
+        seen: set[int] = set()
+        digest = 0
+        with self._open(None) as lines:
+            for run_id in self._ids(lines):
+                key = int(run_id, 16)
+                if key not in seen:
+                    seen.add(key)
+                    digest += key
+                yield run_id
+        if len(seen) != self.count or digest != self.digest:
+            raise ConfigError(
+                f"{self.path} changed while bulkruns was reading it ({self.count:,} distinct "
+                f"run IDs at first, {len(seen):,} now); nothing was changed: run the command "
+                "again once the file is final"
+            )
+
+    @contextlib.contextmanager
+    def _open(self, stdin: IO[str] | None) -> Iterator[IO[str]]:
+        if self.path == "-" and stdin is not None:
+            yield stdin
+            return
+        try:
+            if self.path == "-":  # the same descriptor, decoded as a file is
+                stream = open(sys.stdin.fileno(), encoding="utf-8-sig", closefd=False)  # noqa: SIM115
+            else:
+                stream = open(self.path, encoding="utf-8-sig")  # noqa: SIM115
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the ID file {self.name}: {exc.strerror or exc}"
+            ) from None
+        with stream:
+            yield stream
+
+    def _ids(self, lines: IO[str]) -> Iterator[str]:
+        try:
+            yield from read_ids(lines, source=self.name)
+        except UnicodeDecodeError:
+            raise ConfigError(f"{self.name} is not a UTF-8 text file of run IDs") from None
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the ID file {self.name}: {exc.strerror or exc}"
+            ) from None
+
+
+def _tally(ids: Iterable[str]) -> tuple[int, int]:
+    """The number of distinct IDs, and their sum as an order-free fingerprint."""
+    seen = {int(run_id, 16) for run_id in ids}
+    return len(seen), sum(seen)
 
 
 def parse_set(items: tuple[str, ...]) -> dict[str, Any]:

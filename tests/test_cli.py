@@ -469,3 +469,26 @@ def test_quiet_failures_show_only_errors_on_stderr(box: ThreadedSandbox, tmp_pat
     assert all(line.startswith("failed ") and "HTTP 422" in line for line in lines[:3])
     assert lines[3] == "delete finished with failures"
     assert f"  resume: bulkruns resume {tmp_path / 'j.jsonl'}" in lines
+
+
+def archived(run: dict[str, Any]) -> bool:
+    return run["archived_at"] is not None
+
+
+def test_an_id_file_on_a_pipe_is_read_once(box: ThreadedSandbox, tmp_path: Path) -> None:
+    # `cat ids | bulkruns delete --ids-file /dev/stdin`: /dev/stdin is a pipe, which a
+    # second reading would find empty
+    targets = box.ids(archived)[:5]
+    assert len(targets) == 5
+
+    result = run(
+        ["delete", "--ids-file", "/dev/stdin", "--yes", "--rate", "0", "--json"],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+        stdin="\n".join(targets) + "\n",
+    )
+
+    assert result.code == 0, result.err
+    assert "permanently deleting 5 runs" in result.err
+    assert result.json["ok"] == 5
+    assert box.stats()["runs"]["deleted"] == 5

@@ -54,6 +54,7 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["archive", "--ids-file", "bad-ids.txt"], {}, "bad-ids.txt line 2: 'not-an-id'"),
     (["archive", "--ids-file", "empty.txt"], {}, "empty.txt holds no run IDs"),
     (["archive", "--ids-file", "ids.txt", "--status", "complete"], {}, "leave out --status"),
+    (["archive", "--ids-file", "latin1.txt"], {}, "latin1.txt is not a UTF-8 text file"),
     # journals
     (["resume", "missing.jsonl"], {}, "missing.jsonl: no such result log"),
     (["resume", "corrupt.jsonl"], {}, "line 2 is corrupt"),
@@ -110,6 +111,7 @@ def _files(box: ThreadedSandbox, where: Path) -> None:
     )
     (where / "delete.jsonl").write_bytes(_header(box, operation="delete") + item)
     (where / "empty-token").write_text("\n")
+    (where / "latin1.txt").write_bytes(f"# caf\xe9\n{RUN_ID}\n".encode("latin-1"))
 
 
 def test_bad_input_is_one_line_exit_2_and_sends_nothing(

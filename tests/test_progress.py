@@ -4,6 +4,8 @@ clocks and in-memory consoles."""
 from __future__ import annotations
 
 import io
+import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -321,3 +323,54 @@ def test_a_job_that_could_not_prove_its_selection_complete_says_so() -> None:
     assert summary_lines(both, exit_code=1)[0] == (
         "archive finished with failures, and the selection could not be proven complete: " + message
     )
+
+
+def test_id_files_with_a_byte_order_mark_and_crlf_line_ends(tmp_path: Path) -> None:
+    ids = [f"{n:032x}" for n in range(3)]
+    for name, data in (
+        ("bom.txt", "\ufeff" + "\n".join(ids) + "\n"),
+        ("crlf.txt", "\r\n".join(ids) + "\r\n"),
+        ("both.txt", "\ufeff# exported\r\n" + "\r\n".join(ids)),
+    ):
+        path = tmp_path / name
+        path.write_bytes(data.encode("utf-8"))
+        source = IdSource.read(str(path))
+        assert source.count == 3, name
+        assert list(source) == ids, name
+
+
+def test_an_id_file_that_is_a_pipe_is_read_once_and_kept(tmp_path: Path) -> None:
+    ids = [f"{n:032x}" for n in range(5)]
+    fifo = tmp_path / "ids.fifo"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with open(fifo, "w", encoding="utf-8") as pipe:
+            pipe.write("\n".join(ids) + "\n")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    source = IdSource.read(str(fifo))
+    writer.join(10)
+    # a second reading of the pipe would find it empty (or block): the IDs are kept
+    assert source.count == 5
+    assert list(source) == list(source) == ids
+
+
+def test_an_id_file_that_changes_before_the_second_reading_is_refused(tmp_path: Path) -> None:
+    ids = [f"{n:032x}" for n in range(5)]
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    source = IdSource.read(str(path))
+    path.write_text("\n".join(ids[:3]) + "\n")
+    with pytest.raises(
+        ConfigError, match=r"ids.txt changed while .* \(5 distinct run IDs at first, 3"
+    ):
+        list(source)
+    # the same number of other IDs is a change too
+    path.write_text("\n".join([*ids[:4], "f" * 32]) + "\n")
+    with pytest.raises(ConfigError, match="changed while"):
+        list(source)
+    # reordered and repeated is the same set: accepted
+    path.write_text("\n".join([*reversed(ids), ids[0]]) + "\n")
+    assert len(list(source)) == 6

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import ipaddress
 import os
 import signal
 import sys
@@ -23,6 +22,8 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
+from bulkruns.client import DEFAULT_BASE_URL, Client, is_loopback_host, normalise_base_url
+from bulkruns.engine import Job, JobOptions, ProgressHook, check_owner
 from bulkruns.errors import BulkrunsError, ConfigError, JournalError
 from bulkruns.filters import STATUSES, ArchivedStyle, RunFilter, parse_when
 from bulkruns.journal import JournalState, read_journal
@@ -42,8 +43,6 @@ from bulkruns.runner import (
 )
 
 if TYPE_CHECKING:
-    from bulkruns.client import Client
-    from bulkruns.engine import Job, JobOptions, ProgressHook
     from bulkruns.sandbox import SandboxConfig
 
 
@@ -124,15 +123,6 @@ def main(
 ) -> None:
     """Archive, restore, update or delete thousands of Tallyfy runs at once."""
     ctx.obj = GlobalOptions(base_url=base_url, org=org, token_file=token_file)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @main.command()
@@ -231,7 +221,7 @@ def sandbox(
             config = dataclasses.replace(config, token=token)
     except ValueError as exc:
         raise _InputError(f"sandbox: {exc}") from None
-    if not _is_loopback(host):
+    if not is_loopback_host(host):
         click.echo(
             f"warning: serving on {host}, not a loopback address: anyone who can reach it "
             "can read the token below",
@@ -244,7 +234,7 @@ def sandbox(
 
 
 async def _serve(config: SandboxConfig, host: str, port: int) -> None:
-    from bulkruns.sandbox import Sandbox
+    from bulkruns.sandbox import Sandbox  # aiohttp's server side: see sandbox()
 
     if config.runs >= 20_000:
         click.echo(f"seeding {config.runs} runs…", err=True)
@@ -297,6 +287,7 @@ _FILTER_KEYS = (
     "created_before",
     "updated_before",
 )
+_DATE_KEYS = ("created_before", "updated_before")
 
 
 class _MaxFailures(click.ParamType[Any, Any]):
@@ -481,9 +472,6 @@ def _run_filter(kw: dict[str, Any]) -> RunFilter:
     )
 
 
-_DATE_KEYS = ("created_before", "updated_before")
-
-
 def _selection(kw: dict[str, Any]) -> RunFilter | IdSource:
     selection = _run_filter(kw)
     if kw["ids_file"] is None:
@@ -533,20 +521,8 @@ def _read_log(path_text: str, conn: Connection) -> tuple[Path, JournalState]:
         state = read_journal(path)
     except OSError as exc:
         raise JournalError(f"cannot read {path}: {exc.strerror or exc}") from None
-    from bulkruns.client import DEFAULT_BASE_URL, normalise_base_url
-
-    header = state.header
     base_url = normalise_base_url(conn.base_url or DEFAULT_BASE_URL)
-    if header.get("org") != conn.org:
-        raise JournalError(
-            f"{path} records a job of organisation {header.get('org')!r}, "
-            f"not {conn.org!r}: use the same --org, or the right log"
-        )
-    if header.get("base_url") != base_url:
-        raise JournalError(
-            f"{path} records a job against {header.get('base_url')!r}, "
-            f"not {base_url!r}: pass the same --base-url"
-        )
+    check_owner(state.header, conn.org, base_url, path)
     return path, state
 
 
@@ -580,8 +556,6 @@ def _new_job(
     archive_first: bool = False,
     yes: bool = False,
 ) -> int:
-    from bulkruns.engine import Job
-
     conn = _connection()
     operation = Operation(name=name, fields=fields or {}, archive_first=archive_first)
     selection = _selection(kw)
@@ -676,8 +650,6 @@ def resume_command(log: str, yes: bool, **kw: Any) -> int:
     Done items are skipped, failed and unfinished ones retried; it appends to the same log.
     The job's recorded settings are the defaults of the options.
     """
-    from bulkruns.engine import Job
-
     conn = _connection()
     path, state = _read_log(log, conn)
     header = state.header
@@ -712,8 +684,6 @@ def undo_command(source: str, **kw: Any) -> int:
     is undone by setting the recorded before-state. A permanent delete cannot be undone.
     The undo keeps a log of its own (default ./bulkruns-undo-<UTC time>.jsonl).
     """
-    from bulkruns.engine import Job
-
     conn = _connection()
     path, state = _read_log(source, conn)
     header = state.header

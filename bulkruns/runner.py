@@ -24,30 +24,31 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
+import click
 import orjson
+from rich.console import Console
 
+from bulkruns.client import DEFAULT_BASE_URL, Client, Page
+from bulkruns.engine import Job, JobOptions, ProgressHook, Summary
 from bulkruns.errors import (
     APIError,
     AuthError,
-    BulkrunsError,
     ConfigError,
     RateLimited,
     TransportError,
 )
 from bulkruns.filters import ArchivedStyle, RunFilter, read_ids
+from bulkruns.journal import iter_records
 from bulkruns.lock import JobLock
+from bulkruns.ops import Operation, validate_fields
+from bulkruns.pacing import Pacer
 from bulkruns.progress import LiveDisplay, PlainLines, Reporter, summary_lines
-
-if TYPE_CHECKING:
-    from bulkruns.client import Client, Page
-    from bulkruns.engine import Job, JobOptions, ProgressHook, Summary
-    from bulkruns.ops import Operation
-    from bulkruns.pacing import Pacer
+from bulkruns.retry import RetryPolicy
 
 __all__ = [
     "EXIT_ABORTED",
@@ -111,8 +112,6 @@ class Connection:
         Raises:
             ConfigError: a malformed base URL, or plain http:// to a host not on loopback.
         """
-        from bulkruns.client import DEFAULT_BASE_URL, Client
-
         return Client(
             org=self.org,
             token=self.token,
@@ -264,8 +263,6 @@ def parse_set(items: tuple[str, ...]) -> dict[str, Any]:
         ConfigError: an item without ``=``, a field set twice, an unknown field, or a
             value of the wrong kind.
     """
-    from bulkruns.ops import validate_fields
-
     fields: dict[str, Any] = {}
     for item in items:
         name, sep, raw = item.partition("=")
@@ -307,8 +304,6 @@ def job_options(
     Raises:
         ConfigError: a value out of range, or recorded settings that make no sense.
     """
-    from bulkruns.engine import JobOptions
-
     known = set(JobOptions.__dataclass_fields__)
     values = {k: v for k, v in (defaults or {}).items() if k in known}
     values.update(flags)
@@ -346,15 +341,13 @@ def exit_code(summary: Summary) -> int:
 
 # -- running a job -------------------------------------------------------------------------
 
-JobFactory = Callable[["Client", "JobOptions", "ProgressHook"], "Job"]
+JobFactory = Callable[[Client, JobOptions, ProgressHook], Job]
 
 
 def make_reporter(operation: str, display: Display) -> Reporter:
     """The live display on a terminal, plain lines otherwise, failures only when quiet."""
     if display.quiet:
         return Reporter(operation, err=sys.stderr)
-    from rich.console import Console
-
     console = Console(file=sys.stderr)
     if console.is_terminal and not console.is_dumb_terminal:
         return LiveDisplay(operation, console=console)
@@ -423,8 +416,6 @@ def run_job(
 
 
 def _with_limit(options: JobOptions, count: int) -> JobOptions:
-    from dataclasses import replace
-
     limit = count if options.limit is None else min(options.limit, count)
     return replace(options, limit=limit)
 
@@ -502,8 +493,6 @@ def _finish(conn: Connection, summary: Summary, display: Display, *, journal: Pa
 
 
 def _empty_summary(operation: str) -> Summary:
-    from bulkruns.engine import Summary
-
     return Summary(
         operation=operation,
         journal=None,
@@ -525,8 +514,6 @@ def _empty_summary(operation: str) -> Summary:
 
 def _print_sample(journal: Path, display: Display) -> None:
     """The first few runs of a dry run's plan."""
-    from bulkruns.journal import iter_records
-
     sample: list[str] = []
     for record in iter_records(journal):
         if record.get("type") == "item" and record.get("outcome") == "planned":
@@ -581,8 +568,6 @@ def _confirm_delete(
             f"delete would permanently remove {what}: add --yes to confirm "
             "(or run it on a terminal and type the count); nothing was changed"
         )
-    import click
-
     try:
         answer = click.prompt(
             f"Permanently delete {what}? This cannot be undone. Type {count} to confirm",
@@ -615,8 +600,6 @@ async def _fetch(
     pacer: Pacer | None = None,
 ) -> Page:
     """One list page, retried as the engine would; errors end the command (exit 3)."""
-    from bulkruns.retry import RetryPolicy
-
     policy = RetryPolicy()
     started = time.monotonic()
     attempt = 0
@@ -675,8 +658,6 @@ def list_runs(
 
 def _list_params(selection: RunFilter, archived: ArchivedStyle) -> list[tuple[str, str]]:
     if selection.status == "archived" and archived == "only":
-        from dataclasses import replace
-
         return replace(selection, status=None).params(archived="only")
     return selection.params()
 
@@ -689,8 +670,6 @@ async def _list(
     per_page: int,
     limit: int | None,
 ) -> int:
-    from bulkruns.pacing import Pacer
-
     pacer = Pacer(rate)
     out = sys.stdout.buffer
     written = 0
@@ -711,10 +690,3 @@ async def _list(
             out.flush()
             number += 1
     return EXIT_OK
-
-
-def fail(error: BulkrunsError | ExitError) -> int:
-    """Print an error as one line on standard error; its exit code."""
-    code = error.code if isinstance(error, ExitError) else EXIT_USAGE
-    print(f"{PROG}: error: {error}", file=sys.stderr, flush=True)
-    return code

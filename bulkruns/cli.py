@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import math
 import os
 import signal
 import sys
@@ -36,6 +37,7 @@ from bulkruns.runner import (
     ExitError,
     IdSource,
     default_journal,
+    interrupt_on_sigterm,
     job_options,
     list_runs,
     parse_set,
@@ -79,6 +81,7 @@ class _Group(click.Group):
     """The root group: a usage mistake is one line (not the usage block) and exit 2."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
+        interrupt_on_sigterm()  # from here on, SIGTERM ends the command as Ctrl-C does
         try:
             code = super().main(*args, **{**kwargs, "standalone_mode": False})
         except click.exceptions.NoArgsIsHelpError as exc:  # plain `bulkruns`: the help
@@ -100,6 +103,13 @@ class _Group(click.Group):
 
 def _print_error(message: str) -> None:
     click.echo(f"bulkruns: error: {message}", err=True)
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A click callback: refuse ``inf`` and ``nan``, which FloatRange lets through."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", ctx, param)
+    return value
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -135,17 +145,51 @@ def main(
     default=600.0,
     show_default=True,
     help="Rate limit in requests per minute, per token (0 = none).",
+    callback=_finite,
 )
 @click.option(
-    "--window", default=60.0, show_default=True, help="Rolling window of the limit, seconds."
+    "--window",
+    default=60.0,
+    show_default=True,
+    callback=_finite,
+    help="Rolling window of the limit, seconds.",
 )
-@click.option("--latency", default=0.0, show_default=True, help="Added latency, milliseconds.")
-@click.option("--jitter", default=0.0, show_default=True, help="Latency jitter (±), milliseconds.")
-@click.option("--fail-before", default=0.0, help="Share of mutations answered 503, unapplied.")
-@click.option("--fail-after", default=0.0, help="Share of mutations answered 500, applied.")
-@click.option("--reset", "reset_rate", default=0.0, help="Share of connections dropped.")
-@click.option("--stall", "stall_rate", default=0.0, help="Share of requests held.")
-@click.option("--stall-seconds", default=30.0, show_default=True, help="How long a stall lasts.")
+@click.option(
+    "--latency",
+    default=0.0,
+    show_default=True,
+    callback=_finite,
+    help="Added latency, milliseconds.",
+)
+@click.option(
+    "--jitter",
+    default=0.0,
+    show_default=True,
+    callback=_finite,
+    help="Latency jitter (±), milliseconds.",
+)
+@click.option(
+    "--fail-before",
+    default=0.0,
+    callback=_finite,
+    help="Share of mutations answered 503, unapplied.",
+)
+@click.option(
+    "--fail-after", default=0.0, callback=_finite, help="Share of mutations answered 500, applied."
+)
+@click.option(
+    "--reset", "reset_rate", default=0.0, callback=_finite, help="Share of connections dropped."
+)
+@click.option(
+    "--stall", "stall_rate", default=0.0, callback=_finite, help="Share of requests held."
+)
+@click.option(
+    "--stall-seconds",
+    default=30.0,
+    show_default=True,
+    callback=_finite,
+    help="How long a stall lasts.",
+)
 @click.option(
     "--delete-unarchived-status",
     type=click.Choice(["422", "404"]),
@@ -371,6 +415,7 @@ def _job_options(*, log: bool = True, dry_run: bool = True) -> Decorator:
         click.option(
             "--rate",
             type=click.FloatRange(min=0),
+            callback=_finite,
             help="Requests per second, listing included; 0 = unpaced [10, Tallyfy's 600/min].",
         ),
         click.option(
@@ -503,12 +548,8 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _journal_path(value: str | None, kind: str) -> Path:
-    path = Path(value) if value else default_journal(kind)
-    if not path.parent.is_dir():
-        raise ConfigError(f"--log {path}: the folder {path.parent} does not exist")
-    if path.is_dir():
-        raise ConfigError(f"--log {path} is a folder; give a file name")
-    return path
+    """The new log's path (``run_job`` checks that it can be created)."""
+    return Path(value) if value else default_journal(kind)
 
 
 def _read_log(path_text: str, conn: Connection) -> tuple[Path, JournalState]:
@@ -530,6 +571,18 @@ def _display(kw: dict[str, Any]) -> Display:
     return Display(quiet=kw["quiet"], json=kw["as_json"])
 
 
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError an exception is, or holds in its (nested) exception groups."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def _guarded(function: Callable[..., int]) -> Callable[..., None]:
     """Run a command body; map its errors to one line and an exit code."""
 
@@ -543,6 +596,16 @@ def _guarded(function: Callable[..., int]) -> Callable[..., None]:
             raise _InputError(str(exc)) from None
         except BulkrunsError as exc:  # an API or transport error outside a job
             raise _Exit(str(exc), EXIT_ABORTED) from None
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside a job's own handling
+            raise _Exit("interrupted", EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            # The system refused something the library did not expect to fail (a full
+            # disk, a file size limit…): one line, never a traceback.
+            error = _os_error(exc)
+            if error is None:
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            raise _InputError(f"{where}{error.strerror or error}") from None
         click.get_current_context().exit(code)
 
     return wrapper
@@ -689,6 +752,9 @@ def undo_command(source: str, **kw: Any) -> int:
     header = state.header
     inverse = Operation.from_record(header).inverse()  # a delete fails here
     journal = _journal_path(kw["log"], "undo")
+    # Job.undo refuses this too, but only once the job is built; by then run_job's check
+    # that a new log does not exist would have said "already exists: resume it", which
+    # is wrong advice here.
     if journal.resolve() == path.resolve():
         raise ConfigError("the undo needs a log of its own, not the log it undoes")
     options = job_options(_flags(kw), defaults=header.get("params") or {}, journal=journal)
@@ -715,6 +781,7 @@ def undo_command(source: str, **kw: Any) -> int:
     type=click.FloatRange(min=0),
     default=10.0,
     show_default=True,
+    callback=_finite,
     help="Requests per second; 0 = unpaced.",
 )
 @click.option(

@@ -8,8 +8,8 @@ cron job sees, and into the exit code:
     0    every item done
     1    finished, some items failed (or the selection could not be proven complete)
     2    usage, configuration or input error: nothing was sent (nothing changed)
-    3    aborted (the token was refused, the failure budget ran out, listing failed);
-         the job is resumable
+    3    aborted (the token was refused, the failure budget ran out, listing failed, the
+         result log could not be written); the job is resumable
     130  interrupted (Ctrl-C, SIGTERM); the job is resumable
 """
 
@@ -22,11 +22,13 @@ import shlex
 import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 import click
@@ -34,7 +36,7 @@ import orjson
 from rich.console import Console
 
 from bulkruns.client import DEFAULT_BASE_URL, Client, Page
-from bulkruns.engine import Job, JobOptions, ProgressHook, Summary
+from bulkruns.engine import Job, JobOptions, Progress, ProgressHook, Summary
 from bulkruns.errors import (
     APIError,
     AuthError,
@@ -60,8 +62,10 @@ __all__ = [
     "Display",
     "ExitError",
     "IdSource",
+    "check_new_log",
     "default_journal",
     "exit_code",
+    "interrupt_on_sigterm",
     "job_options",
     "list_runs",
     "parse_set",
@@ -314,6 +318,32 @@ def job_options(
         raise ConfigError(f"the log's recorded settings are unusable: {exc}") from None
 
 
+def check_new_log(path: Path) -> None:
+    """Check that a new job can create its result log, before anything is sent: the folder
+    exists and takes a new file, and the file does not exist yet.
+
+    The file is created, then removed again: only creating it shows that it can be made
+    (permissions, a read-only or special filesystem such as /proc).
+
+    Raises:
+        ConfigError: the log exists, or cannot be created there.
+    """
+    if path.is_dir():
+        raise ConfigError(f"--log {path} is a folder; give a file name")
+    if path.exists() or path.is_symlink():
+        raise ConfigError(f"{path} already exists: resume it, or choose another --log")
+    if not path.parent.is_dir():
+        raise ConfigError(f"--log {path}: the folder {path.parent} does not exist")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists: resume it, or choose another --log") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create the result log {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    path.unlink()
+
+
 def default_journal(
     kind: str, *, now: datetime | None = None, directory: Path | None = None
 ) -> Path:
@@ -329,7 +359,8 @@ def default_journal(
 
 
 def exit_code(summary: Summary) -> int:
-    """The exit code a job's summary calls for."""
+    """The exit code a job's summary calls for: 130 for an interruption, 3 for any other
+    abort (``auth``, ``failure-budget``, ``listing``, ``journal``…)."""
     if summary.aborted == "interrupted":
         return EXIT_INTERRUPTED
     if summary.aborted is not None:
@@ -342,6 +373,22 @@ def exit_code(summary: Summary) -> int:
 # -- running a job -------------------------------------------------------------------------
 
 JobFactory = Callable[[Client, JobOptions, ProgressHook], Job]
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM interrupt the command as Ctrl-C does (a ``KeyboardInterrupt``), so that
+    one before the job's own handlers are in place (during start-up, a delete's count, the
+    prompt) still ends it with exit 130 and one line, not the default 143.
+
+    Only the main thread can set a signal handler; elsewhere (a command run from a thread)
+    this does nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
 
 
 def make_reporter(operation: str, display: Display) -> Reporter:
@@ -357,7 +404,12 @@ def make_reporter(operation: str, display: Display) -> Reporter:
 def _say(display: Display, line: str) -> None:
     """An informational line on standard error, unless quiet."""
     if not display.quiet:
-        print(line, file=sys.stderr, flush=True)
+        _tell(line)
+
+
+def _tell(line: str) -> None:
+    """A line on standard error, even when quiet."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def run_job(
@@ -373,6 +425,10 @@ def run_job(
 ) -> int:
     """Run one job and return the exit code: lock, confirm, run, summarise.
 
+    Everything that can be checked without the server is checked before the first request,
+    a delete's count included: the options (already built), the base URL, a new log's path,
+    the lock, and the job itself (built once, unrun, before a delete's count).
+
     Args:
         conn: where to send it.
         factory: builds the job, given the open client, the options and the progress hook.
@@ -386,15 +442,17 @@ def run_job(
             count confirmed before anything changes.
 
     Raises:
-        ExitError: bad input or a refused confirmation (exit 2), a failed count (exit 3).
+        ExitError: a refused confirmation (exit 2), a failed count (exit 3), an interruption
+            before the job started (exit 130).
+        ConfigError: bad input (exit 2).
     """
-    if new_log and journal.exists():
-        raise ConfigError(f"{journal} already exists: resume it, or choose another --log")
+    if new_log:
+        check_new_log(journal)
     client = conn.client(concurrency=options.concurrency)  # validates the base URL
     lock = JobLock(client.org, client.base_url, command=operation.name)
     with lock:
         if confirm_delete is not None and not options.dry_run:
-            count = _confirm_delete(conn, operation, options, confirm_delete, display)
+            count = _confirm_delete(conn, factory, operation, options, confirm_delete)
             if count == 0:
                 _say(display, "delete: no runs match the selection; nothing to do")
                 return _finish(conn, _empty_summary(operation.name), display, journal=None)
@@ -465,6 +523,7 @@ async def _run(
             reporter.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            interrupt_on_sigterm()  # removing the handler restored the default (exit 143)
 
 
 def _finish(conn: Connection, summary: Summary, display: Display, *, journal: Path | None) -> int:
@@ -533,16 +592,19 @@ def _print_sample(journal: Path, display: Display) -> None:
 
 def _confirm_delete(
     conn: Connection,
+    factory: JobFactory,
     operation: Operation,
     options: JobOptions,
     confirm: tuple[RunFilter | IdSource | int, bool],
-    display: Display,
 ) -> int:
     """Count what a delete would remove and have it confirmed; the count confirmed.
 
+    The count and the question (or the refusal) are shown even with ``--quiet``: a
+    permanent change is never made unseen.
+
     Raises:
         ExitError: no ``--yes`` and no terminal to type the count on, or a wrong count
-            typed (exit 2); the count could not be made (exit 3).
+            typed (exit 2); the count could not be made (exit 3); interrupted (exit 130).
     """
     selection, yes = confirm
     if isinstance(selection, int):  # a plan's planned items
@@ -551,7 +613,7 @@ def _confirm_delete(
         count, approx = selection.count, False
     else:
         try:
-            count = asyncio.run(_count(conn, operation, selection, options))
+            count = asyncio.run(_count(conn, factory, operation, selection, options))
         except KeyboardInterrupt:
             raise ExitError("interrupted; nothing was changed", EXIT_INTERRUPTED) from None
         approx = selection.filters_locally
@@ -561,7 +623,7 @@ def _confirm_delete(
         return 0
     what = f"{'up to ' if approx else ''}{count:,} run{'s' if count != 1 else ''}"
     if yes:
-        _say(display, f"delete: permanently deleting {what}")
+        _tell(f"delete: permanently deleting {what}")
         return count
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         raise ExitError(
@@ -582,12 +644,22 @@ def _confirm_delete(
     return count
 
 
+def _ignore_progress(progress: Progress) -> None:
+    """The progress hook of a job built only to check its settings."""
+
+
 async def _count(
-    conn: Connection, operation: Operation, selection: RunFilter, options: JobOptions
+    conn: Connection,
+    factory: JobFactory,
+    operation: Operation,
+    selection: RunFilter,
+    options: JobOptions,
 ) -> int:
     archived = options.archived if operation.selects_archived else None
     params = selection.params(archived=archived)
     async with conn.client(concurrency=1) as client:
+        # Built and dropped unrun: whatever the job would refuse, it refuses before the count.
+        factory(client, options, _ignore_progress)
         page = await _fetch(client, params, 1, 1)
     return page.total
 

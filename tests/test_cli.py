@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -12,7 +14,9 @@ from typing import Any
 
 import pytest
 from cli_support import TOKEN, Terminal, ThreadedSandbox, journal_records, run
+from click.testing import CliRunner
 
+from bulkruns import cli
 from bulkruns.client import normalise_base_url
 from bulkruns.lock import JobLock
 
@@ -465,9 +469,11 @@ def test_quiet_failures_show_only_errors_on_stderr(box: ThreadedSandbox, tmp_pat
     assert result.code == 1
     assert result.out == ""
     lines = result.err.splitlines()
-    assert {line.split()[1].rstrip(":") for line in lines[:3]} == set(targets)
-    assert all(line.startswith("failed ") and "HTTP 422" in line for line in lines[:3])
-    assert lines[3] == "delete finished with failures"
+    # a permanent delete shows its count even when quiet
+    assert lines[0] == "delete: permanently deleting 3 runs"
+    assert {line.split()[1].rstrip(":") for line in lines[1:4]} == set(targets)
+    assert all(line.startswith("failed ") and "HTTP 422" in line for line in lines[1:4])
+    assert lines[4] == "delete finished with failures"
     assert f"  resume: bulkruns resume {tmp_path / 'j.jsonl'}" in lines
 
 
@@ -492,3 +498,72 @@ def test_an_id_file_on_a_pipe_is_read_once(box: ThreadedSandbox, tmp_path: Path)
     assert "permanently deleting 5 runs" in result.err
     assert result.json["ok"] == 5
     assert box.stats()["runs"]["deleted"] == 5
+
+
+def test_a_log_that_cannot_be_written_aborts_with_3_and_no_traceback(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    # `(ulimit -f 8; bulkruns archive …)`: writes past 8 KiB fail with EFBIG
+    limited = (
+        "import resource, runpy, sys\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (8192, resource.RLIM_INFINITY))\n"
+        "sys.argv = ['bulkruns', *sys.argv[1:]]\n"
+        "runpy.run_module('bulkruns', run_name='__main__')\n"
+    )
+
+    done = subprocess.run(
+        [sys.executable, "-c", limited, "archive", "--rate", "0", "--log", "j.jsonl"],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith("archive aborted (journal): cannot write the result log")
+    assert "File too large" in done.stdout
+    assert f"resume: bulkruns resume {tmp_path / 'j.jsonl'}" in done.stdout
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Settings for running the CLI in this process, its SIGTERM handler restored after."""
+    monkeypatch.setenv("TALLYFY_ORG_ID", "org")
+    monkeypatch.setenv("TALLYFY_ACCESS_TOKEN", "tok")
+    monkeypatch.setenv("TALLYFY_BASE_URL", "http://127.0.0.1:9/api")
+    monkeypatch.chdir(tmp_path)
+    handler = signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGTERM, handler)
+
+
+@pytest.mark.usefixtures("cli_env")
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (OSError(errno.EFBIG, "File too large", "j.jsonl"), 2, "j.jsonl: File too large"),
+        (OSError(errno.ENOSPC, "No space left on device"), 2, "No space left on device"),
+        (
+            ExceptionGroup("tasks", [ValueError("x"), OSError(errno.EIO, "I/O error", "j")]),
+            2,
+            "j: I/O error",
+        ),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_an_unexpected_system_error_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, error: BaseException, code: int, line: str
+) -> None:
+    def fail(*args: Any, **kwargs: Any) -> int:
+        raise error
+
+    monkeypatch.setattr(cli, "run_job", fail)
+
+    result = CliRunner().invoke(cli.main, ["archive", "--status", "complete"])
+
+    assert result.exit_code == code
+    assert result.stderr == f"bulkruns: error: {line}\n"
+    assert result.stdout == ""

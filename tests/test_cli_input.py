@@ -32,6 +32,12 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["archive", "--token", "x"], {}, "No such option '--token'"),
     (["archive", "--set", "starred=true"], {}, "No such option '--set'"),
     (["resume"], {}, "Missing argument 'LOG'"),
+    (["resume", "archive.jsonl", "--log", "x.jsonl"], {}, "No such option '--log'"),
+    # rates that are not finite: refused before a delete's count request, not by the pacer
+    (["archive", "--rate", "inf"], {}, "'--rate': inf is not a finite number"),
+    (["delete", "--yes", "--rate", "inf"], {}, "'--rate': inf is not a finite number"),
+    (["list", "--rate", "nan"], {}, "'--rate': nan is not a finite number"),
+    (["sandbox", "--rate", "inf"], {}, "'--rate': inf is not a finite number"),
     # filters and dates
     (["archive", "--status", "nope"], {}, "unknown status 'nope'"),
     (["archive", "--created-before", "last tuesday"], {}, "'last tuesday' is not a date"),
@@ -62,8 +68,12 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["resume", "other-server.jsonl"], {}, "pass the same --base-url"),
     (["resume", "ids.txt"], {}, "ids.txt"),
     (["undo", "delete.jsonl"], {}, "a permanent delete cannot be undone"),
+    (["undo", "archive.jsonl", "--log", "archive.jsonl"], {}, "the undo needs a log of its own"),
     (["archive", "--log", "delete.jsonl"], {}, "delete.jsonl already exists"),
     (["archive", "--log", "nowhere/job.jsonl"], {}, "the folder nowhere does not exist"),
+    (["archive", "--log", "."], {}, "--log . is a folder"),
+    # the log is made before a delete counts its runs
+    (["delete", "--yes", "--log", "/proc/self/e2.jsonl"], {}, "cannot create the result log"),
     # base URLs, token and organisation
     (["--base-url", "ftp://example.com/api", "archive"], {}, "ftp://example.com/api"),
     (["--base-url", "http://example.com/api", "archive"], {}, "http://"),
@@ -110,8 +120,9 @@ def _files(box: ThreadedSandbox, where: Path) -> None:
         _header(box, base_url="https://go.tallyfy.com/api") + item
     )
     (where / "delete.jsonl").write_bytes(_header(box, operation="delete") + item)
-    (where / "empty-token").write_text("\n")
+    (where / "archive.jsonl").write_bytes(_header(box) + item)
     (where / "latin1.txt").write_bytes(f"# caf\xe9\n{RUN_ID}\n".encode("latin-1"))
+    (where / "empty-token").write_text("\n")
 
 
 def test_bad_input_is_one_line_exit_2_and_sends_nothing(

@@ -113,3 +113,23 @@ def test_a_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
         assert kinds.count("claim") >= 1
     finally:
         stalled.stop()
+
+
+def test_sigterm_during_a_deletes_count_exits_130_in_one_line(tmp_path: Path) -> None:
+    # Every request is held: the count request is in flight when the signal comes, before
+    # the job (and its own signal handling) has started.
+    stalled = ThreadedSandbox(runs=20, stall_rate=1.0, stall_seconds=60).start()
+    try:
+        job = start(["delete", "--yes", "--rate", "0"], env=stalled.env(tmp_path), cwd=tmp_path)
+        wait_for(lambda: stalled.stats()["total"] >= 1)
+
+        job.send_signal(signal.SIGTERM)
+        out, err = job.communicate(timeout=30)
+
+        assert job.returncode == 130, err
+        assert out == ""
+        assert err == "bulkruns: error: interrupted; nothing was changed\n"
+        assert stalled.stats()["total"] == 1  # the count, and nothing after it
+        assert not list(tmp_path.glob("bulkruns-*.jsonl"))
+    finally:
+        stalled.stop()

@@ -27,6 +27,7 @@ from bulkruns.progress import (
 from bulkruns.runner import (
     Connection,
     IdSource,
+    check_new_log,
     default_journal,
     exit_code,
     job_options,
@@ -374,3 +375,19 @@ def test_an_id_file_that_changes_before_the_second_reading_is_refused(tmp_path: 
     # reordered and repeated is the same set: accepted
     path.write_text("\n".join([*reversed(ids), ids[0]]) + "\n")
     assert len(list(source)) == 6
+
+
+def test_a_new_log_is_checked_by_creating_it(tmp_path: Path) -> None:
+    fresh = tmp_path / "new.jsonl"
+    check_new_log(fresh)
+    assert not fresh.exists()  # made and removed again
+    fresh.write_text("")
+    with pytest.raises(ConfigError, match=r"new\.jsonl already exists: resume it"):
+        check_new_log(fresh)
+    with pytest.raises(ConfigError, match=r"the folder .*nowhere does not exist"):
+        check_new_log(tmp_path / "nowhere" / "j.jsonl")
+    with pytest.raises(ConfigError, match="is a folder"):
+        check_new_log(tmp_path)
+    # a folder that exists but takes no file (a process's /proc entry)
+    with pytest.raises(ConfigError, match=r"cannot create the result log /proc/self/j\.jsonl"):
+        check_new_log(Path("/proc/self/j.jsonl"))

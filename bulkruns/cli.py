@@ -41,6 +41,8 @@ from bulkruns.runner import (
     job_options,
     list_runs,
     parse_set,
+    preview_resume,
+    recorded_settings,
     run_job,
 )
 
@@ -705,19 +707,31 @@ def delete_command(archive_first: bool, yes: bool, **kw: Any) -> int:
 @main.command("resume")
 @click.argument("log", metavar="LOG")
 @_job_options(log=False, dry_run=False)
+@click.option(
+    "--dry-run",
+    "preview",
+    is_flag=True,
+    help="Only say what resuming would do, from the log: sends nothing, writes nothing.",
+)
 @click.option("--yes", is_flag=True, help="Confirm applying a permanent delete plan.")
 @_guarded
-def resume_command(log: str, yes: bool, **kw: Any) -> int:
+def resume_command(log: str, preview: bool, yes: bool, **kw: Any) -> int:
     """Continue the job a result log describes; a dry run's log is applied as its plan.
 
-    Done items are skipped, failed and unfinished ones retried; it appends to the same log.
-    The job's recorded settings are the defaults of the options.
+    Done items are skipped, failed and unfinished ones retried; it appends to the same log
+    (so there is no --log). The job's recorded settings are the defaults of the options.
+
+    With --dry-run, it only counts from the log what it would retry or apply, and says
+    whether the job's query would be listed again (runs that match it now are taken too;
+    only that listing can count them): no request is sent and the log is left as it is.
     """
     conn = _connection()
     path, state = _read_log(log, conn)
     header = state.header
     operation = Operation.from_record(header)
-    options = job_options(_flags(kw), defaults=header.get("params") or {}, journal=path)
+    options = job_options(_flags(kw), defaults=recorded_settings(header, path), journal=path)
+    if preview:
+        return preview_resume(path, state, _display(kw))
     confirm: tuple[int, bool] | None = None
     if operation.name == "delete" and header.get("dry_run"):
         # Applying a delete plan is the delete itself: it is confirmed like one.
@@ -757,7 +771,10 @@ def undo_command(source: str, **kw: Any) -> int:
     # is wrong advice here.
     if journal.resolve() == path.resolve():
         raise ConfigError("the undo needs a log of its own, not the log it undoes")
-    options = job_options(_flags(kw), defaults=header.get("params") or {}, journal=journal)
+    # the original job's pace and budget, but not its limit: the undo reverses every change
+    recorded = recorded_settings(header, path)
+    recorded.pop("limit", None)
+    options = job_options(_flags(kw), defaults=recorded, journal=journal)
 
     def build(client: Client, options: JobOptions, hook: ProgressHook) -> Job:
         return Job.undo(client, path, options, on_progress=hook)
@@ -794,11 +811,22 @@ def undo_command(source: str, **kw: Any) -> int:
     show_default=True,
     help="With --status archived: list with status=archived or archived=only.",
 )
+@click.option("--ids-file", hidden=True)  # only to say why it is not taken
 @_guarded
 def list_command(
-    limit: int | None, rate: float, per_page: int, archived_style: ArchivedStyle, **kw: Any
+    limit: int | None,
+    rate: float,
+    per_page: int,
+    archived_style: ArchivedStyle,
+    ids_file: str | None,
+    **kw: Any,
 ) -> int:
     """Print the runs a filter selects, as JSON lines on standard output."""
+    if ids_file is not None:
+        raise ConfigError(
+            "list prints what a query selects, so it takes no --ids-file; "
+            "the job commands (archive, activate, update, delete) do"
+        )
     conn = _connection()
     return list_runs(
         conn,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import shlex
 import signal
@@ -41,11 +42,12 @@ from bulkruns.errors import (
     APIError,
     AuthError,
     ConfigError,
+    JournalError,
     RateLimited,
     TransportError,
 )
 from bulkruns.filters import ArchivedStyle, RunFilter, read_ids
-from bulkruns.journal import iter_records
+from bulkruns.journal import JournalState, iter_records
 from bulkruns.lock import JobLock
 from bulkruns.ops import Operation, validate_fields
 from bulkruns.pacing import Pacer
@@ -69,6 +71,8 @@ __all__ = [
     "job_options",
     "list_runs",
     "parse_set",
+    "preview_resume",
+    "recorded_settings",
     "run_job",
 ]
 
@@ -302,8 +306,8 @@ def job_options(
     defaults: Mapping[str, Any] | None = None,
     journal: Path | None,
 ) -> JobOptions:
-    """Options from the flags given, over ``defaults`` (a resumed job's recorded settings),
-    over the library's defaults.
+    """Options from the flags given, over ``defaults`` (a resumed job's recorded settings,
+    from :func:`recorded_settings`), over the library's defaults.
 
     Raises:
         ConfigError: a value out of range, or recorded settings that make no sense.
@@ -316,6 +320,63 @@ def job_options(
         return JobOptions(**values)
     except TypeError as exc:  # a journal header with values of the wrong type
         raise ConfigError(f"the log's recorded settings are unusable: {exc}") from None
+
+
+def _whole(value: Any, low: int, high: int | None = None) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return value >= low and (high is None or value <= high)
+
+
+def _rate(value: Any) -> bool:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and value >= 0
+
+
+# The settings a log records (JobOptions.to_record), and what each may hold.
+_RECORDED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "concurrency": (lambda v: _whole(v, 1), "a whole number of at least 1"),
+    "rate": (_rate, "a number of requests per second of 0 or more"),
+    "max_attempts": (lambda v: _whole(v, 1), "a whole number of at least 1"),
+    "max_failures": (lambda v: v is None or _whole(v, 0), "a whole number of 0 or more, or null"),
+    "limit": (lambda v: v is None or _whole(v, 1), "a whole number of at least 1, or null"),
+    "archived": (lambda v: v in ("status", "only"), '"status" or "only"'),
+    "per_page": (lambda v: _whole(v, 1, 100), "a whole number from 1 to 100"),
+}
+
+
+def recorded_settings(header: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The job settings a result log's header records (``params``), checked, to be the
+    defaults of a resumed or undone job.
+
+    Settings this version does not know are left out (a newer version's log).
+
+    Raises:
+        JournalError: ``params`` is not an object, or holds a value of the wrong kind,
+            naming the log and the field.
+    """
+    params = header.get("params")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise JournalError(
+            f"{path}: the job's recorded settings (params) are not an object; the log is damaged"
+        )
+    settings: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in _RECORDED:
+            continue
+        accepts, kind = _RECORDED[name]
+        if not accepts(value):
+            shown = orjson.dumps(value).decode()
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise JournalError(
+                f"{path}: the recorded setting params.{name} is {shown}, not {kind}; "
+                "the log is damaged"
+            )
+        settings[name] = value
+    return settings
 
 
 def check_new_log(path: Path) -> None:
@@ -585,6 +646,54 @@ def _print_sample(journal: Path, display: Display) -> None:
             break
     if sample and not display.quiet:
         print("sample of the plan:", *sample, sep="\n")
+
+
+# -- resume --dry-run ----------------------------------------------------------------------
+
+
+def preview_resume(path: Path, state: JournalState, display: Display) -> int:
+    """What resuming a log would do, from the log alone: nothing is sent, nothing written.
+
+    Items done are skipped; failed, unfinished and planned ones are retried or applied; a
+    job that selected runs with a query lists it again, which only the server can count.
+
+    Raises:
+        JournalError: a plan cut short, which resume refuses too.
+    """
+    header = state.header
+    counts = state.counts
+    if state.pinned and not state.plan_complete:
+        raise JournalError(
+            f"{path}: the job's plan was cut short before any change was made; "
+            "start the job again instead"
+        )
+    query = not state.pinned and header.get("filter") is not None
+    preview = {
+        "log": str(path),
+        "operation": header.get("operation"),
+        "done": len(state.done),
+        "to_do": len(state.pending),
+        "failed": counts.get("failed", 0),
+        "unfinished": counts.get("unfinished", 0),
+        "planned": counts.get("planned", 0),
+        "query_listed_again": query,
+    }
+    if display.json:
+        sys.stdout.buffer.write(orjson.dumps(preview) + b"\n")
+        sys.stdout.flush()
+        return EXIT_OK
+    lines = [
+        f"resume would {preview['operation']} {len(state.pending):,} runs from {path}: "
+        f"failed {preview['failed']:,}, unfinished {preview['unfinished']:,}, "
+        f"not started {preview['planned']:,}",
+        f"  already done, left alone: {len(state.done):,}",
+        "  then it lists the job's query again, for runs that match it now (uncounted here)"
+        if query
+        else "  only the runs in the log: there is no query to list again",
+        "  a preview: nothing was sent, and the log is unchanged",
+    ]
+    print(*lines, sep="\n")
+    return EXIT_OK
 
 
 # -- delete's confirmation -----------------------------------------------------------------

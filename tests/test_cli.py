@@ -500,6 +500,39 @@ def test_an_id_file_on_a_pipe_is_read_once(box: ThreadedSandbox, tmp_path: Path)
     assert box.stats()["runs"]["deleted"] == 5
 
 
+def test_resume_dry_run_says_what_it_would_do_and_sends_nothing(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    env = box.env(tmp_path)
+    targets = box.ids(live)[:4]
+    (tmp_path / "ids.txt").write_text("\n".join(targets) + "\n")
+    failed = run(
+        ["delete", "--ids-file", "ids.txt", "--yes", "--rate", "0", "--log", "j.jsonl"],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert failed.code == 1, failed.err
+    log = (tmp_path / "j.jsonl").read_bytes()
+    sent = box.stats()["total"]
+
+    preview = run(["resume", "j.jsonl", "--dry-run"], env=env, cwd=tmp_path)
+    as_json = run(["resume", "j.jsonl", "--dry-run", "--json"], env=env, cwd=tmp_path)
+
+    assert preview.code == 0, preview.err
+    assert preview.out.splitlines() == [
+        "resume would delete 4 runs from j.jsonl: failed 4, unfinished 0, not started 0",
+        "  already done, left alone: 0",
+        "  only the runs in the log: there is no query to list again",
+        "  a preview: nothing was sent, and the log is unchanged",
+    ]
+    assert as_json.code == 0, as_json.err
+    assert as_json.json["to_do"] == 4
+    assert as_json.json["query_listed_again"] is False
+    assert box.stats()["total"] == sent
+    assert (tmp_path / "j.jsonl").read_bytes() == log
+    assert "--dry-run" in run(["resume", "--help"], env=env, cwd=tmp_path).out
+
+
 def test_a_log_that_cannot_be_written_aborts_with_3_and_no_traceback(
     box: ThreadedSandbox, tmp_path: Path
 ) -> None:

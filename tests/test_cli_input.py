@@ -61,6 +61,7 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["archive", "--ids-file", "empty.txt"], {}, "empty.txt holds no run IDs"),
     (["archive", "--ids-file", "ids.txt", "--status", "complete"], {}, "leave out --status"),
     (["archive", "--ids-file", "latin1.txt"], {}, "latin1.txt is not a UTF-8 text file"),
+    (["list", "--ids-file", "ids.txt"], {}, "list prints what a query selects"),
     # journals
     (["resume", "missing.jsonl"], {}, "missing.jsonl: no such result log"),
     (["resume", "corrupt.jsonl"], {}, "line 2 is corrupt"),
@@ -69,6 +70,10 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["resume", "ids.txt"], {}, "ids.txt"),
     (["undo", "delete.jsonl"], {}, "a permanent delete cannot be undone"),
     (["undo", "archive.jsonl", "--log", "archive.jsonl"], {}, "the undo needs a log of its own"),
+    (["resume", "params-list.jsonl"], {}, "params-list.jsonl: the job's recorded settings"),
+    (["undo", "params-list.jsonl"], {}, "params-list.jsonl: the job's recorded settings"),
+    (["resume", "params-bad.jsonl"], {}, "params-bad.jsonl: the recorded setting params.rate"),
+    (["resume", "params-list.jsonl", "--dry-run"], {}, "(params) are not an object"),
     (["archive", "--log", "delete.jsonl"], {}, "delete.jsonl already exists"),
     (["archive", "--log", "nowhere/job.jsonl"], {}, "the folder nowhere does not exist"),
     (["archive", "--log", "."], {}, "--log . is a folder"),
@@ -121,6 +126,8 @@ def _files(box: ThreadedSandbox, where: Path) -> None:
     )
     (where / "delete.jsonl").write_bytes(_header(box, operation="delete") + item)
     (where / "archive.jsonl").write_bytes(_header(box) + item)
+    (where / "params-list.jsonl").write_bytes(_header(box, params=[1, 2]) + item)
+    (where / "params-bad.jsonl").write_bytes(_header(box, params={"rate": "fast"}) + item)
     (where / "latin1.txt").write_bytes(f"# caf\xe9\n{RUN_ID}\n".encode("latin-1"))
     (where / "empty-token").write_text("\n")
 

@@ -10,11 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from rich.console import Console
 
 from bulkruns.engine import ItemResult, Progress, Summary
-from bulkruns.errors import ConfigError
+from bulkruns.errors import ConfigError, JournalError
+from bulkruns.journal import read_journal
 from bulkruns.progress import (
     MAX_FAILURE_LINES,
     LiveDisplay,
@@ -26,12 +28,15 @@ from bulkruns.progress import (
 )
 from bulkruns.runner import (
     Connection,
+    Display,
     IdSource,
     check_new_log,
     default_journal,
     exit_code,
     job_options,
     parse_set,
+    preview_resume,
+    recorded_settings,
 )
 
 
@@ -377,6 +382,33 @@ def test_an_id_file_that_changes_before_the_second_reading_is_refused(tmp_path: 
     assert len(list(source)) == 6
 
 
+def test_recorded_settings_are_type_checked_and_name_the_field(tmp_path: Path) -> None:
+    log = tmp_path / "j.jsonl"
+    good = {"concurrency": 4, "rate": 2.5, "max_failures": None, "archived": "only", "new": 1}
+    assert recorded_settings({"params": good}, log) == {
+        "concurrency": 4,
+        "rate": 2.5,
+        "max_failures": None,
+        "archived": "only",
+    }
+    assert recorded_settings({}, log) == {}
+    with pytest.raises(JournalError, match=r"j.jsonl: .*settings \(params\) are not an object"):
+        recorded_settings({"params": [1, 2]}, log)
+    for name, value in (
+        ("concurrency", "4"),
+        ("concurrency", 0),
+        ("rate", float("inf")),
+        ("rate", True),
+        ("max_attempts", 2.5),
+        ("max_failures", -1),
+        ("limit", 0),
+        ("archived", ["status"]),
+        ("per_page", 500),
+    ):
+        with pytest.raises(JournalError, match=rf"j.jsonl: the recorded setting params.{name} "):
+            recorded_settings({"params": {name: value}}, log)
+
+
 def test_a_new_log_is_checked_by_creating_it(tmp_path: Path) -> None:
     fresh = tmp_path / "new.jsonl"
     check_new_log(fresh)
@@ -391,3 +423,43 @@ def test_a_new_log_is_checked_by_creating_it(tmp_path: Path) -> None:
     # a folder that exists but takes no file (a process's /proc entry)
     with pytest.raises(ConfigError, match=r"cannot create the result log /proc/self/j\.jsonl"):
         check_new_log(Path("/proc/self/j.jsonl"))
+
+
+def test_resume_preview_counts_from_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = [f"{n:032x}" for n in range(6)]
+    log = tmp_path / "j.jsonl"
+    records: list[dict[str, Any]] = [
+        {
+            "type": "job",
+            "version": 1,
+            "job_id": "0" * 32,
+            "operation": "archive",
+            "fields": {},
+            "params": {},
+            "filter": {"status": "complete"},
+            "org": "o",
+            "base_url": "https://x",
+            "created_at": "2026-01-01T00:00:00Z",
+            "dry_run": False,
+        },
+        {"type": "item", "id": ids[0], "outcome": "ok"},
+        {"type": "item", "id": ids[1], "outcome": "skipped"},
+        {"type": "item", "id": ids[2], "outcome": "failed", "status": 500},
+        {"type": "claim", "id": ids[3]},
+        {"type": "claim", "id": ids[4]},
+    ]
+    log.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    before = log.read_bytes()
+    state = read_journal(log)
+
+    assert preview_resume(log, state, Display()) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[0] == f"resume would archive 3 runs from {log}: failed 1, unfinished 2, not started 0"
+    )
+    assert out[1] == "  already done, left alone: 2"
+    assert "lists the job's query again" in out[2]
+    assert log.read_bytes() == before

@@ -32,9 +32,20 @@ from multidict import CIMultiDictProxy
 from bulkruns.errors import APIError, ConfigError, ServerError, TransportError, api_error
 from bulkruns.retry import parse_retry_after
 
-__all__ = ["DEFAULT_BASE_URL", "MAX_PER_PAGE", "Client", "Page", "Reply", "normalise_base_url"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_PER_PAGE",
+    "Client",
+    "Page",
+    "Reply",
+    "is_loopback_host",
+    "normalise_base_url",
+    "server_key",
+]
 
 DEFAULT_BASE_URL = "https://go.tallyfy.com/api"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_TALLYFY_ROOT_API = "https://api.tallyfy.com"  # the same API as DEFAULT_BASE_URL, at /
 MAX_PER_PAGE = 100  # Tallyfy's cap; a larger per_page would be silently cut to it
 _MESSAGE_LIMIT = 300  # characters of a server's message kept in an error
 _NO_AUTO_CONTENT_TYPE = ("Content-Type",)
@@ -149,6 +160,25 @@ def normalise_base_url(url: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"the base URL {text!r} is malformed ({exc}); {example}") from None
     return result
+
+
+def server_key(base_url: str) -> str:
+    """One name per server, whichever way its base URL is written.
+
+    The URL is normalised as the client does it (case, trailing ``/``, ``go.tallyfy.com``
+    without ``/api``), a port that is the scheme's default is dropped, and
+    ``https://api.tallyfy.com`` becomes ``https://go.tallyfy.com/api``: Tallyfy serves
+    one API at both, under one rate limit.
+
+    Raises:
+        ConfigError: a base URL the client would refuse.
+    """
+    url = normalise_base_url(base_url)
+    parts = urlsplit(url)
+    if parts.port is not None and _DEFAULT_PORTS.get(parts.scheme) == parts.port:
+        host = parts.netloc.rsplit(":", 1)[0]
+        url = f"{parts.scheme}://{host}{parts.path}"
+    return DEFAULT_BASE_URL if url == _TALLYFY_ROOT_API else url
 
 
 def _query(params: Sequence[tuple[str, str]]) -> str:

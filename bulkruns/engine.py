@@ -29,7 +29,7 @@ import anyio
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from bulkruns.client import Client, Page, Reply
+from bulkruns.client import Client, Page, Reply, server_key
 from bulkruns.errors import (
     APIError,
     AuthError,
@@ -932,7 +932,6 @@ class Job:
         *,
         unknown: bool | None = None,
     ) -> None:
-        self._counts[result.outcome] += 1
         if result.outcome != "planned":
             self._write(
                 _record(
@@ -948,6 +947,8 @@ class Job:
                     unknown=unknown,
                 )
             )
+        # counted once recorded: the summary and the log agree even when the log fails
+        self._counts[result.outcome] += 1
         self._report(result)
 
     def _write(self, record: Mapping[str, Any]) -> None:
@@ -1028,7 +1029,8 @@ def _option_fields(options: JobOptions) -> dict[str, Any]:
 
 
 def check_owner(header: Mapping[str, Any], org: str, base_url: str, path: Path) -> None:
-    """Refuse a result log written for another organisation or server.
+    """Refuse a result log written for another organisation or server (a server's base URL
+    may be spelt another way: ``https://api.tallyfy.com`` is ``https://go.tallyfy.com/api``).
 
     Raises:
         JournalError: the log's org or base URL differs from the ones given.
@@ -1038,7 +1040,12 @@ def check_owner(header: Mapping[str, Any], org: str, base_url: str, path: Path) 
             f"{path} records a job of organisation {header.get('org')!r}, "
             f"not {org!r}: use the same --org, or the right log"
         )
-    if header.get("base_url") != base_url:
+    recorded = header.get("base_url")
+    try:
+        same = isinstance(recorded, str) and server_key(recorded) == server_key(base_url)
+    except ConfigError:
+        same = False
+    if not same:
         raise JournalError(
             f"{path} records a job against {header.get('base_url')!r}, "
             f"not {base_url!r}: pass the same --base-url"

@@ -23,15 +23,11 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
 
-from bulkruns.client import DEFAULT_BASE_URL, normalise_base_url
+from bulkruns.client import server_key
 from bulkruns.errors import ConfigError
 
-__all__ = ["JobLock", "LockBusy", "lock_path", "server_key", "state_dir"]
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_TALLYFY_ROOT_API = "https://api.tallyfy.com"  # the same API as DEFAULT_BASE_URL, at /
+__all__ = ["JobLock", "LockBusy", "lock_path", "state_dir"]
 
 
 class LockBusy(ConfigError):
@@ -45,25 +41,6 @@ def state_dir() -> Path:
     # The XDG spec says a relative path is invalid and must be ignored.
     root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
     return root / "bulkruns"
-
-
-def server_key(base_url: str) -> str:
-    """One name per server, whichever way its base URL is written.
-
-    The URL is normalised as the client does it (case, trailing ``/``, ``go.tallyfy.com``
-    without ``/api``), a port that is the scheme's default is dropped, and
-    ``https://api.tallyfy.com`` becomes ``https://go.tallyfy.com/api``: Tallyfy serves
-    one API at both, under one rate limit.
-
-    Raises:
-        ConfigError: a base URL the client would refuse.
-    """
-    url = normalise_base_url(base_url)
-    parts = urlsplit(url)
-    if parts.port is not None and _DEFAULT_PORTS.get(parts.scheme) == parts.port:
-        host = parts.netloc.rsplit(":", 1)[0]
-        url = f"{parts.scheme}://{host}{parts.path}"
-    return DEFAULT_BASE_URL if url == _TALLYFY_ROOT_API else url
 
 
 def lock_path(org: str, base_url: str, directory: Path | None = None) -> Path:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from bulkruns.client import Client
-from bulkruns.engine import Job, JobOptions, Progress, Summary
+from bulkruns.engine import Job, JobOptions, Progress, Summary, check_owner
 from bulkruns.errors import ConfigError, JournalError
 from bulkruns.filters import RunFilter
 from bulkruns.journal import read_journal
@@ -312,6 +312,16 @@ async def test_resume_refuses_another_orgs_log(tmp_path: Path) -> None:
         other = Client(org="someone-else", token=sandbox.token, base_url=sandbox.base_url)
         with pytest.raises(JournalError, match="organisation 'sandbox-org'"):
             Job.resume(other, journal)
+
+
+def test_a_log_belongs_to_a_server_however_its_url_is_spelt(tmp_path: Path) -> None:
+    header = {"org": "acme", "base_url": "https://api.tallyfy.com"}
+    check_owner(header, "acme", "https://go.tallyfy.com/api", tmp_path)
+    check_owner(header, "acme", "https://GO.tallyfy.com/", tmp_path)
+    with pytest.raises(JournalError, match="pass the same --base-url"):
+        check_owner(header, "acme", "https://tallyfy.example.com/api", tmp_path)
+    with pytest.raises(JournalError, match="pass the same --base-url"):
+        check_owner({"org": "acme", "base_url": 5}, "acme", "https://go.tallyfy.com/api", tmp_path)
 
 
 async def test_a_wrong_token_aborts_at_once(tmp_path: Path) -> None:

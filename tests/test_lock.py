@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from bulkruns.client import server_key
 from bulkruns.errors import ConfigError
-from bulkruns.lock import JobLock, LockBusy, lock_path, server_key, state_dir
+from bulkruns.lock import JobLock, LockBusy, lock_path, state_dir
 
 URL = "https://go.tallyfy.com/api"
 

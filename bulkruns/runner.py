@@ -146,21 +146,21 @@ class IdSource:
 
     A regular file is read twice, once to validate and count it before anything is sent and
     once as the job pins its plan (still before any request), so memory stays flat however
-    long it is; the second reading must find the same IDs. Standard input, a pipe or a
-    process substitution (``<(…)``) can only be read once, so their IDs are kept.
+    long it is; the file must not change in between. Standard input, a pipe or a process
+    substitution (``<(…)``) can only be read once, so their IDs are kept.
     Files are read as UTF-8; a byte-order mark and CRLF line ends are accepted.
 
     Attributes:
         path: the path given (``-`` for standard input).
         count: the number of distinct IDs.
-        digest: an order-free fingerprint of those IDs (their sum), to notice a file that
-            changed between the two readings.
+        stamp: a regular file's size, modification time and inode when it was counted, to
+            notice a file that changed before it was read again.
         kept: the IDs themselves, when the source cannot be read twice.
     """
 
     path: str
     count: int
-    digest: int = 0
+    stamp: tuple[int, int, int] | None = None
     kept: tuple[str, ...] | None = None
 
     @property
@@ -180,24 +180,17 @@ class IdSource:
             ConfigError: the file cannot be read, holds a line that is not a run ID, or
                 holds no ID at all.
         """
-        if path == "-":
-            regular = False
-        else:
-            try:
-                regular = stat.S_ISREG(os.stat(path).st_mode)
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot read the ID file {path}: {exc.strerror or exc}"
-                ) from None
         source = cls(path=path, count=0)
+        stamp = None if path == "-" else source._stamp()
         with source._open(stdin) as lines:
-            if regular:
-                count, digest = _tally(source._ids(lines))
-                source = cls(path=path, count=count, digest=digest)
+            if stamp is not None:
+                count = _distinct(source._ids(lines))
+                source = cls(path=path, count=count, stamp=stamp)
+                source._check_unchanged()
             else:
                 kept = tuple(source._ids(lines))
-                count, digest = _tally(kept)
-                source = cls(path=path, count=count, digest=digest, kept=kept)
+                count = _distinct(kept)
+                source = cls(path=path, count=count, kept=kept)
         if not count:
             raise ConfigError(f"{source.name} holds no run IDs")
         return source
@@ -211,20 +204,29 @@ class IdSource:
         if self.kept is not None:
             yield from self.kept
             return
-        seen: set[int] = set()
-        digest = 0
+        # No set of IDs here: the engine keeps one as it pins the plan, and one is enough.
+        self._check_unchanged()
         with self._open(None) as lines:
-            for run_id in self._ids(lines):
-                key = int(run_id, 16)
-                if key not in seen:
-                    seen.add(key)
-                    digest += key
-                yield run_id
-        if len(seen) != self.count or digest != self.digest:
+            yield from self._ids(lines)
+        self._check_unchanged()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        """A regular file's size, modification time and inode; None for anything else."""
+        try:
+            info = os.stat(self.path)
+        except OSError as exc:
             raise ConfigError(
-                f"{self.path} changed while bulkruns was reading it ({self.count:,} distinct "
-                f"run IDs at first, {len(seen):,} now); nothing was changed: run the command "
-                "again once the file is final"
+                f"cannot read the ID file {self.path}: {exc.strerror or exc}"
+            ) from None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return info.st_size, info.st_mtime_ns, info.st_ino
+
+    def _check_unchanged(self) -> None:
+        if self._stamp() != self.stamp:
+            raise ConfigError(
+                f"{self.path} changed while bulkruns was reading it; nothing was changed: "
+                "run the command again once the file is final"
             )
 
     @contextlib.contextmanager
@@ -255,10 +257,9 @@ class IdSource:
             ) from None
 
 
-def _tally(ids: Iterable[str]) -> tuple[int, int]:
-    """The number of distinct IDs, and their sum as an order-free fingerprint."""
-    seen = {int(run_id, 16) for run_id in ids}
-    return len(seen), sum(seen)
+def _distinct(ids: Iterable[str]) -> int:
+    """The number of distinct IDs."""
+    return len({int(run_id, 16) for run_id in ids})
 
 
 def parse_set(items: tuple[str, ...]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import anyio
-import anyio.lowlevel
+import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from bulkruns.client import Client, Page, Reply, server_key
@@ -45,7 +45,6 @@ from bulkruns.journal import (
     JournalState,
     JournalWriter,
     id_key,
-    iter_records,
     ok_items,
     read_journal,
 )
@@ -1016,12 +1015,19 @@ def _planned(work: _Work) -> dict[str, Any]:
 
 
 def _read_plan(path: Path) -> Iterator[_Work]:
-    for record in iter_records(path):
-        kind = record.get("type")
-        if kind == "planned":
-            return
-        if kind == "item" and record.get("outcome") == "planned":
-            yield _Work(record["id"], before=record.get("before"), fields=record.get("fields"))
+    """The plan this job has just written, streamed back a line at a time.
+
+    Line by line rather than in the large blocks of ``read_journal``: a plan of 100,000
+    runs would otherwise be held in memory whole, which is what streaming it avoids.
+    """
+    with path.open("rb") as log:
+        for line in log:
+            record = orjson.loads(line)
+            kind = record.get("type")
+            if kind == "planned":
+                return
+            if kind == "item" and record.get("outcome") == "planned":
+                yield _Work(record["id"], before=record.get("before"), fields=record.get("fields"))
 
 
 def _option_fields(options: JobOptions) -> dict[str, Any]:

@@ -516,6 +516,25 @@ def machine() -> str:
     )
 
 
+def revision() -> str:
+    """The commit benchmarked, and whether the checkout had changes to bulkruns/."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "bulkruns"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    if not head:
+        return "unknown"
+    return f"`{head}`" + (" with uncommitted changes to bulkruns/" if dirty else "")
+
+
 SECTIONS = ("side-by-side", "overestimated", "overhead", "memory", "journal")
 
 
@@ -585,11 +604,18 @@ def render(
             "some runs (see *other load*); CPU-bound figures (section 3 above all) are lower "
             "than on an idle machine.\n"
         )
+    if p.mode == "quick":
+        warning += (
+            "\n> **Quick mode:** smoke-size runs of about 10 s. The fixed costs of a job (its "
+            "first list page, the verifying sweeps at the end) weigh a few times more than in "
+            "the minute-long runs of the default mode, so efficiency reads lower here; judge "
+            "the targets from `make bench`.\n"
+        )
     return (
         "# bulkruns benchmarks\n\n"
         f"- **Command:** `{command}` ({p.mode} mode, {p.repeat} repetition(s); took "
         f"{took / 60:.1f} min)\n"
-        f"- **Date:** {when:%Y-%m-%d %H:%M} UTC\n"
+        f"- **Date:** {when:%Y-%m-%d %H:%M} UTC; **code:** {revision()}\n"
         f"- **Machine:** {machine()}; load average at the start "
         f"{', '.join(f'{x:.2f}' for x in load)}\n"
         "- Figures are medians, with the spread (min-max) over the repetitions. Each run has "

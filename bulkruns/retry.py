@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bulkruns.errors import APIError, BulkrunsError, RateLimited, TransportError
+from bulkruns.errors import APIError, BulkrunsError, ConfigError, RateLimited, TransportError
 
 __all__ = ["RetryPolicy", "outcome_unknown", "parse_retry_after", "retryable"]
 
@@ -83,9 +83,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+            raise ConfigError("max_attempts must be at least 1")
         if self.max_elapsed < 0 or self.base_delay < 0 or self.max_delay < self.base_delay:
-            raise ValueError("retry delays must be non-negative, with max_delay >= base_delay")
+            raise ConfigError("retry delays must be non-negative, with max_delay >= base_delay")
 
     def backoff(self, attempt: int) -> float:
         """The delay after failed attempt number ``attempt`` (1-based): full jitter."""

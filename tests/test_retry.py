@@ -6,6 +6,7 @@ import pytest
 
 from bulkruns.errors import (
     AuthError,
+    ConfigError,
     NotFound,
     RateLimited,
     ServerError,
@@ -106,7 +107,7 @@ def test_next_delay_is_bounded_by_attempts_and_time() -> None:
 
 
 def test_policy_rejects_nonsense() -> None:
-    with pytest.raises(ValueError, match="max_attempts"):
+    with pytest.raises(ConfigError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
-    with pytest.raises(ValueError, match="max_delay"):
+    with pytest.raises(ConfigError, match="max_delay"):
         RetryPolicy(base_delay=5.0, max_delay=1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bulkruns.client import Client
+from bulkruns.client import Client, Reply
 from bulkruns.engine import Job, JobOptions, Progress, Summary, check_owner
 from bulkruns.errors import ConfigError, JournalError
 from bulkruns.filters import RunFilter
@@ -458,3 +459,58 @@ async def test_resume_refuses_a_log_with_malformed_items(tmp_path: Path) -> None
 async def test_rates_must_be_finite() -> None:
     with pytest.raises(ConfigError, match="rate must be"):
         JobOptions(rate=float("inf"))
+
+
+async def test_the_pool_reaches_its_concurrency_and_never_exceeds_it(tmp_path: Path) -> None:
+    async with serve(runs=300, latency=0.02) as (_sandbox, client):
+        in_flight = peak = 0
+        archive = client.archive
+
+        async def spy(run_id: str) -> Reply:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                return await archive(run_id)
+            finally:
+                in_flight -= 1
+
+        client.archive = spy  # type: ignore[method-assign]
+        summary = await run(
+            client,
+            Operation(name="archive"),
+            RunFilter(status="complete"),
+            tmp_path / "c",
+            concurrency=5,
+        )
+        assert summary.ok > 50
+        assert peak == 5
+
+
+async def test_listing_and_changes_share_one_even_pace(tmp_path: Path) -> None:
+    rate = 200.0
+    async with serve(runs=150) as (_sandbox, client):
+        loop = asyncio.get_running_loop()
+        sent: list[float] = []
+        for name in ("list_runs", "archive"):
+            call = getattr(client, name)
+
+            async def spy(*args: Any, _call: Any = call, **kwargs: Any) -> Any:
+                sent.append(loop.time())
+                return await _call(*args, **kwargs)
+
+            setattr(client, name, spy)
+        await run(
+            client,
+            Operation(name="archive"),
+            RunFilter(status="complete"),
+            tmp_path / "p",
+            per_page=10,
+            rate=rate,
+        )
+    assert len(sent) > 50
+    # a leaky bucket of a few hundredths of a second: never more than the rate allows in any
+    # window, and no burst at the start
+    for window in (0.05, 0.2, 0.5):
+        most = max(sum(1 for t in sent[i:] if t < start + window) for i, start in enumerate(sent))
+        assert most <= rate * window + max(1, 0.05 * rate), (window, most)

@@ -514,3 +514,33 @@ async def test_listing_and_changes_share_one_even_pace(tmp_path: Path) -> None:
     for window in (0.05, 0.2, 0.5):
         most = max(sum(1 for t in sent[i:] if t < start + window) for i, start in enumerate(sent))
         assert most <= rate * window + max(1, 0.05 * rate), (window, most)
+
+
+async def test_stop_lets_in_flight_items_finish_and_resume_completes(tmp_path: Path) -> None:
+    async with serve(runs=300, latency=0.02) as (sandbox, client):
+        targets = ids_with(sandbox, complete)
+        journal = tmp_path / "s.jsonl"
+        job: Job | None = None
+
+        def halfway(progress: Progress) -> None:
+            if progress.done == 20 and job is not None:
+                job.stop()
+
+        options = JobOptions(**{**FAST, "concurrency": 4}, journal=journal)
+        job = Job(
+            client,
+            Operation(name="archive"),
+            RunFilter(status="complete"),
+            options,
+            on_progress=halfway,
+        )
+        stopped = await job.run()
+        assert stopped.aborted == "interrupted"
+        assert 20 <= stopped.ok < len(targets)
+        state = read_journal(journal)
+        assert not state.pending  # the requests in flight finished and were recorded
+        assert len(state.done) == stopped.ok
+        finished = await Job.resume(client, journal, JobOptions(**FAST)).run()
+        assert finished.verified
+        assert stopped.ok + finished.ok == len(targets)
+        assert max(sandbox.state.change_counts.values()) == 1

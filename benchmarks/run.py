@@ -516,23 +516,22 @@ def machine() -> str:
     )
 
 
-def revision() -> str:
-    """The commit benchmarked, and whether the checkout had changes to bulkruns/."""
+def _git(*args: str) -> str:
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "bulkruns"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
     except OSError:
-        return "unknown"
+        return ""
+    return done.stdout.strip()
+
+
+def revision() -> tuple[str, str]:
+    """The commit benchmarked, as shown; and a fingerprint of the code of bulkruns/."""
+    head = _git("rev-parse", "--short", "HEAD")
     if not head:
-        return "unknown"
-    return f"`{head}`" + (" with uncommitted changes to bulkruns/" if dirty else "")
+        return "unknown", ""
+    dirty = _git("status", "--porcelain", "--", "bulkruns")
+    shown = f"`{head}`" + (" with uncommitted changes to bulkruns/" if dirty else "")
+    return shown, _git("rev-parse", "HEAD:bulkruns") + _git("diff", "HEAD", "--", "bulkruns")
 
 
 SECTIONS = ("side-by-side", "overestimated", "overhead", "memory", "journal")
@@ -565,6 +564,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     when = dt.datetime.now(dt.UTC)
     load = os.getloadavg()
+    code, fingerprint = revision()
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
@@ -576,7 +576,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             if name in only:
                 getattr(bench, name.replace("-", "_"))()
     took = time.perf_counter() - started
-    report = render(bench, when, took, command, load)
+    if revision()[1] != fingerprint:
+        code += " (bulkruns/ changed while the benchmarks ran)"
+    report = render(bench, when, took, command, load, code)
     out.write_text(report)
     (out.with_suffix(".json")).write_text(json.dumps(raw(bench), indent=1) + "\n")
     print()
@@ -592,7 +594,12 @@ def _command(argv: Sequence[str] | None) -> str:
 
 
 def render(
-    bench: Bench, when: dt.datetime, took: float, command: str, load: tuple[float, ...]
+    bench: Bench,
+    when: dt.datetime,
+    took: float,
+    command: str,
+    load: tuple[float, ...],
+    code: str,
 ) -> str:
     p = bench.plan
     loads = [m.other_load for row in bench.rows.values() for m in row.measures]
@@ -615,7 +622,7 @@ def render(
         "# bulkruns benchmarks\n\n"
         f"- **Command:** `{command}` ({p.mode} mode, {p.repeat} repetition(s); took "
         f"{took / 60:.1f} min)\n"
-        f"- **Date:** {when:%Y-%m-%d %H:%M} UTC; **code:** {revision()}\n"
+        f"- **Date:** {when:%Y-%m-%d %H:%M} UTC; **code:** {code}\n"
         f"- **Machine:** {machine()}; load average at the start "
         f"{', '.join(f'{x:.2f}' for x in load)}\n"
         "- Figures are medians, with the spread (min-max) over the repetitions. Each run has "

@@ -22,7 +22,7 @@ def effective(rate: float, headroom: float = 0.01) -> float:
 
 
 def capacity(rate: float, burst: float = 0.05, headroom: float = 0.01) -> float:
-    return max(1.0, burst * effective(rate, headroom))
+    return max(2.0, burst * effective(rate, headroom))
 
 
 class Spy:

@@ -53,6 +53,7 @@ from bulkruns.pacing import Pacer
 from bulkruns.retry import RetryPolicy, outcome_unknown
 
 __all__ = [
+    "Attempts",
     "ItemResult",
     "Job",
     "JobOptions",
@@ -61,6 +62,7 @@ __all__ = [
     "ProgressHook",
     "Summary",
     "check_owner",
+    "send_paced",
 ]
 
 Outcome = Literal["ok", "failed", "skipped", "planned"]
@@ -273,9 +275,58 @@ class _Work:
 
 
 @dataclass(slots=True)
-class _Attempts:
+class Attempts:
+    """What the tries of one request came to: how many, and whether any may have applied."""
+
     count: int = 0
     unknown: bool = False
+
+
+async def send_paced(
+    request: Callable[[], Awaitable[T]],
+    pacer: Pacer,
+    policy: RetryPolicy,
+    attempts: Attempts | None = None,
+    *,
+    on_send: Callable[[], None] | None = None,
+    on_error: Callable[[APIError | TransportError, bool], None] | None = None,
+) -> T:
+    """Send one request through ``pacer``, retrying as ``policy`` allows.
+
+    A 429 pauses the pacer for everyone; the error of the last attempt is raised.
+
+    Args:
+        request: makes the request afresh for each attempt.
+        pacer: the budget the request takes its slot from.
+        policy: which failures are retried, and after how long.
+        attempts: updated as the attempts go: their count, and whether one may have applied.
+        on_send: called as each attempt is sent.
+        on_error: called with each failed attempt's error, and whether it will be retried.
+    """
+    tries = attempts if attempts is not None else Attempts()
+    started = time.monotonic()
+    while True:
+        tries.count += 1
+        await pacer.acquire()
+        if on_send is not None:
+            on_send()
+        try:
+            result = await request()
+        except (APIError, TransportError) as exc:
+            if isinstance(exc, RateLimited):
+                pacer.throttled(exc.retry_after)
+            if outcome_unknown(exc):
+                tries.unknown = True
+            elapsed = time.monotonic() - started
+            delay = policy.next_delay(exc, attempt=tries.count, elapsed=elapsed)
+            if on_error is not None:
+                on_error(exc, delay is not None)
+            if delay is None:
+                raise
+            await anyio.sleep(delay)
+            continue
+        pacer.succeeded()
+        return result
 
 
 class _Abort(Exception):
@@ -781,7 +832,7 @@ class Job:
         try:
             return await self._attempt(
                 lambda: self.client.list_runs(params, page=number, per_page=self.options.per_page),
-                _Attempts(),
+                Attempts(),
             )
         except (APIError, TransportError) as exc:
             self._abort("listing", f"listing page {number} failed: {exc}")
@@ -821,7 +872,7 @@ class Job:
             self._finish(ItemResult(work.id, "planned"))
             return
         self._write(_record("claim", id=work.id, before=work.before))
-        attempts = _Attempts()
+        attempts = Attempts()
         steps = self.operation.steps
         notes: list[str] = []
         reply: Reply | None = None
@@ -870,40 +921,36 @@ class Job:
             return self.client.update(run_id, fields)
         return self.client.delete(run_id)
 
-    async def _attempt(self, request: Callable[[], Awaitable[T]], attempts: _Attempts) -> T:
-        """Send one request through the pacer, retrying as the policy allows."""
-        started = time.monotonic()
-        while True:
-            attempts.count += 1
-            await self._pacer.acquire()
-            self._requests += 1
-            try:
-                result = await request()
-            except AuthError as exc:
-                self._abort(
-                    "auth",
-                    f"Tallyfy refused the access token ({exc}); check TALLYFY_ACCESS_TOKEN "
-                    "or --token-file, then resume the job",
-                )
-                raise _Abort from exc
-            except (APIError, TransportError) as exc:
-                if isinstance(exc, RateLimited):
-                    self._throttled += 1
-                    self._pacer.throttled(exc.retry_after)
-                if outcome_unknown(exc):
-                    attempts.unknown = True
-                elapsed = time.monotonic() - started
-                delay = self._policy.next_delay(exc, attempt=attempts.count, elapsed=elapsed)
-                if delay is None:
-                    raise
-                self._retries += 1
-                self._report()
-                await anyio.sleep(delay)
-                continue
-            self._pacer.succeeded()
-            return result
+    async def _attempt(self, request: Callable[[], Awaitable[T]], attempts: Attempts) -> T:
+        """Send one request through the job's pacer, retrying as its policy allows."""
+        try:
+            return await send_paced(
+                request,
+                self._pacer,
+                self._policy,
+                attempts,
+                on_send=self._sent,
+                on_error=self._failed_attempt,
+            )
+        except AuthError as exc:
+            self._abort(
+                "auth",
+                f"Tallyfy refused the access token ({exc}); check TALLYFY_ACCESS_TOKEN "
+                "or --token-file, then resume the job",
+            )
+            raise _Abort from exc
 
-    def _fail(self, work: _Work, exc: APIError | TransportError, attempts: _Attempts) -> None:
+    def _sent(self) -> None:
+        self._requests += 1
+
+    def _failed_attempt(self, error: APIError | TransportError, retrying: bool) -> None:
+        if isinstance(error, RateLimited):
+            self._throttled += 1
+        if retrying:
+            self._retries += 1
+            self._report()
+
+    def _fail(self, work: _Work, exc: APIError | TransportError, attempts: Attempts) -> None:
         status = exc.status if isinstance(exc, APIError) else None
         request_id = exc.request_id if isinstance(exc, APIError) else None
         result = ItemResult(

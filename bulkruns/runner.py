@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import os
 import shlex
@@ -24,7 +25,6 @@ import signal
 import stat
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,13 +37,12 @@ import orjson
 from rich.console import Console
 
 from bulkruns.client import DEFAULT_BASE_URL, Client, Page
-from bulkruns.engine import Job, JobOptions, Progress, ProgressHook, Summary
+from bulkruns.engine import Job, JobOptions, Progress, ProgressHook, Summary, send_paced
 from bulkruns.errors import (
     APIError,
     AuthError,
     ConfigError,
     JournalError,
-    RateLimited,
     TransportError,
 )
 from bulkruns.filters import ArchivedStyle, RunFilter, read_ids
@@ -782,34 +781,21 @@ async def _fetch(
     pacer: Pacer | None = None,
 ) -> Page:
     """One list page, retried as the engine would; errors end the command (exit 3)."""
-    policy = RetryPolicy()
-    started = time.monotonic()
-    attempt = 0
-    while True:
-        attempt += 1
-        if pacer is not None:
-            await pacer.acquire()
-        try:
-            page = await client.list_runs(params, page=number, per_page=per_page)
-        except AuthError as exc:
-            raise ExitError(
-                f"Tallyfy refused the access token ({exc}); check TALLYFY_ACCESS_TOKEN "
-                "or --token-file",
-                EXIT_ABORTED,
-            ) from None
-        except (APIError, TransportError) as exc:
-            if pacer is not None and isinstance(exc, RateLimited):
-                pacer.throttled(exc.retry_after)
-            delay = policy.next_delay(exc, attempt=attempt, elapsed=time.monotonic() - started)
-            if delay is None:
-                raise ExitError(
-                    f"listing page {number} failed: {exc}; nothing was changed", EXIT_ABORTED
-                ) from None
-            await asyncio.sleep(delay)
-            continue
-        if pacer is not None:
-            pacer.succeeded()
-        return page
+    try:
+        return await send_paced(
+            functools.partial(client.list_runs, params, page=number, per_page=per_page),
+            pacer if pacer is not None else Pacer(0),
+            RetryPolicy(),
+        )
+    except AuthError as exc:
+        raise ExitError(
+            f"Tallyfy refused the access token ({exc}); check TALLYFY_ACCESS_TOKEN or --token-file",
+            EXIT_ABORTED,
+        ) from None
+    except (APIError, TransportError) as exc:
+        raise ExitError(
+            f"listing page {number} failed: {exc}; nothing was changed", EXIT_ABORTED
+        ) from None
 
 
 # -- list ----------------------------------------------------------------------------------

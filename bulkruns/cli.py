@@ -738,7 +738,7 @@ def resume_command(log: str, preview: bool, yes: bool, **kw: Any) -> int:
         confirm = (len(state.pending), yes)
 
     def build(client: Client, options: JobOptions, hook: ProgressHook) -> Job:
-        return Job.resume(client, path, options, on_progress=hook)
+        return Job.resume(client, path, options, on_progress=hook, state=state)
 
     return run_job(
         conn,
@@ -777,7 +777,7 @@ def undo_command(source: str, **kw: Any) -> int:
     options = job_options(_flags(kw), defaults=recorded, journal=journal)
 
     def build(client: Client, options: JobOptions, hook: ProgressHook) -> Job:
-        return Job.undo(client, path, options, on_progress=hook)
+        return Job.undo(client, path, options, on_progress=hook, state=state)
 
     return run_job(
         conn,

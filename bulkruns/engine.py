@@ -436,18 +436,21 @@ class Job:
         options: JobOptions | None = None,
         *,
         on_progress: ProgressHook | None = None,
+        state: JournalState | None = None,
     ) -> Job:
         """The job a result log describes, continued: done items are skipped, failed and
         unfinished ones retried, and the rest of the selection processed. It appends to the
         same log. A dry run's log is a plan: resuming it applies exactly the planned items.
         The job's recorded limit holds across sessions unless ``options`` sets another.
+        ``state`` is the log as ``read_journal`` read it, when the caller has it already.
 
         Raises:
             JournalError: the log is unreadable, belongs to another organisation or server,
                 or holds a plan that was cut short.
         """
         path = Path(journal)
-        state = read_journal(path)
+        if state is None:
+            state = read_journal(path)
         header = state.header
         check_owner(header, client.org, client.base_url, path)
         if state.pinned and not state.plan_complete:
@@ -484,17 +487,20 @@ class Job:
         options: JobOptions | None = None,
         *,
         on_progress: ProgressHook | None = None,
+        state: JournalState | None = None,
     ) -> Job:
         """The job that reverses a finished one, from its result log: archive and activate
         undo each other; an update is undone by setting each run's recorded before-state.
-        The undo keeps its own log (``options.journal``).
+        The undo keeps its own log (``options.journal``). ``state`` is the log as
+        ``read_journal`` read it, when the caller has it already.
 
         Raises:
             JournalError: the log is unreadable or belongs to another organisation or server.
             ConfigError: the job was a permanent delete, which nothing undoes.
         """
         source = Path(journal)
-        state = read_journal(source)
+        if state is None:
+            state = read_journal(source)
         check_owner(state.header, client.org, client.base_url, source)
         original = Operation.from_record(state.header)
         inverse = original.inverse()

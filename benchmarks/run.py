@@ -315,7 +315,7 @@ class Bench:
         p = self.plan
         small, large = p.memory_sizes
         self.log(f"memory: ID-file jobs of {small:,} and {large:,} IDs")
-        from bulkruns.sandbox.store import seed_runs  # only the harness needs the seeding
+        from bulkruns.sandbox.seed import seed_runs  # only the harness needs the seeding
 
         seeded = round(large / 0.88) + 1000  # about 10 % of the seeded runs are archived
         runs, _ = seed_runs(seeded, 1)

@@ -3,12 +3,16 @@
 Open a ``Client``, build a ``Job`` from an ``Operation``, a selection (a ``RunFilter`` or run
 IDs) and ``JobOptions``, and ``await job.run()`` for its ``Summary``. ``Job.resume`` and
 ``Job.undo`` build jobs from a result log. The README has a runnable example.
+
+The pipeline, one package a stage: ``api`` (Tallyfy's endpoints) and ``model`` (operations,
+filters) at the bottom; ``select`` (which runs), ``pace`` (when each request may leave),
+``journal`` (the result log) and ``job`` (the workers and the run) above them; ``cli`` on
+top; ``sandbox`` beside them all.
 """
 
 from importlib.metadata import version
 
-from bulkruns.client import DEFAULT_BASE_URL, Client, Page, Reply
-from bulkruns.engine import ItemResult, Job, JobOptions, Progress, ProgressHook, Summary
+from bulkruns.api import DEFAULT_BASE_URL, Client, Page, Reply
 from bulkruns.errors import (
     APIError,
     AuthError,
@@ -22,8 +26,8 @@ from bulkruns.errors import (
     TransportError,
     Unprocessable,
 )
-from bulkruns.filters import RunFilter, parse_when, read_ids
-from bulkruns.ops import Operation
+from bulkruns.job import Job, JobOptions, JobSpec, Progress, ProgressHook, Summary
+from bulkruns.model import ItemResult, Operation, RunFilter, parse_when, read_ids
 
 __version__ = version("bulkruns")
 
@@ -37,6 +41,7 @@ __all__ = [
     "ItemResult",
     "Job",
     "JobOptions",
+    "JobSpec",
     "JournalError",
     "NotFound",
     "Operation",

@@ -42,7 +42,16 @@ class BulkrunsError(Exception):
 
 
 class ConfigError(BulkrunsError):
-    """A setting or an input is unusable; raised before any request is sent."""
+    """A setting or an input is unusable; raised before any request is sent.
+
+    Attributes:
+        setting: the name of the setting at fault (``concurrency``, ``rate``…), when the
+            error is about one, so that the command line can name its flag.
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        self.setting = setting
+        super().__init__(message)
 
 
 class JournalError(ConfigError):

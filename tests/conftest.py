@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from bulkruns.client import Client
+from bulkruns.api import Client
 from bulkruns.sandbox import Sandbox, SandboxConfig
 
 # The default sandbox of the tests: small, and unthrottled so that tests which are not

@@ -17,8 +17,9 @@ from cli_support import TOKEN, Terminal, ThreadedSandbox, journal_records, run
 from click.testing import CliRunner
 
 from bulkruns import cli
-from bulkruns.client import normalise_base_url
-from bulkruns.lock import JobLock
+from bulkruns.api import normalise_base_url
+from bulkruns.cli import commands
+from bulkruns.cli.lock import JobLock
 
 ANSI = re.compile(r"\x1b\[")
 CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -595,7 +596,7 @@ def test_an_unexpected_system_error_is_one_line(
     def fail(*args: Any, **kwargs: Any) -> int:
         raise error
 
-    monkeypatch.setattr(cli, "run_job", fail)
+    monkeypatch.setattr(commands, "run_job", fail)
 
     result = CliRunner().invoke(cli.main, ["archive", "--status", "complete"])
 

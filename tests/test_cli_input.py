@@ -13,7 +13,7 @@ import orjson
 import pytest
 from cli_support import ThreadedSandbox, run, run_many
 
-from bulkruns.client import normalise_base_url
+from bulkruns.api import normalise_base_url
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 
@@ -22,21 +22,27 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     # flags and their values
     (["archive", "--bogus"], {}, "No such option '--bogus'"),
     (["frobnicate"], {}, "No such command 'frobnicate'"),
-    (["archive", "--concurrency", "0"], {}, "'--concurrency': 0 is not in the range x>=1"),
+    (["archive", "--concurrency", "0"], {}, "--concurrency must be a whole number of at least 1"),
     (["archive", "--rate", "fast"], {}, "'fast' is not a valid float"),
-    (["archive", "--rate", "-1"], {}, "'--rate': -1.0 is not in the range x>=0"),
-    (["archive", "--limit", "0"], {}, "'--limit'"),
-    (["archive", "--per-page", "500"], {}, "'--per-page'"),
+    (["archive", "--rate", "-1"], {}, "--rate must be at least 0"),
+    (["archive", "--limit", "0"], {}, "--limit must be a whole number of at least 1"),
+    (["archive", "--per-page", "500"], {}, "--per-page must be a whole number from 1 to 100"),
+    (
+        ["archive", "--max-failures", "-1"],
+        {},
+        "--max-failures must be a whole number of at least 0",
+    ),
+    (["list", "--per-page", "0"], {}, "--per-page must be a whole number from 1 to 100"),
     (["archive", "--max-failures", "many"], {}, "'many' is not a number of failures"),
     (["archive", "--archived-style", "maybe"], {}, "'--archived-style'"),
     (["archive", "--token", "x"], {}, "No such option '--token'"),
     (["archive", "--set", "starred=true"], {}, "No such option '--set'"),
     (["resume"], {}, "Missing argument 'LOG'"),
     (["resume", "archive.jsonl", "--log", "x.jsonl"], {}, "No such option '--log'"),
-    # rates that are not finite: refused before a delete's count request, not by the pacer
-    (["archive", "--rate", "inf"], {}, "'--rate': inf is not a finite number"),
-    (["delete", "--yes", "--rate", "inf"], {}, "'--rate': inf is not a finite number"),
-    (["list", "--rate", "nan"], {}, "'--rate': nan is not a finite number"),
+    # rates that are not finite: refused before a delete's count request
+    (["archive", "--rate", "inf"], {}, "--rate must be at least 0 (requests per second"),
+    (["delete", "--yes", "--rate", "inf"], {}, "--rate must be at least 0 (requests per second"),
+    (["list", "--rate", "nan"], {}, "--rate must be at least 0 (requests per second"),
     (["sandbox", "--rate", "inf"], {}, "'--rate': inf is not a finite number"),
     # filters and dates
     (["archive", "--status", "nope"], {}, "unknown status 'nope'"),

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from bulkruns.client import DEFAULT_BASE_URL, Client, Page, Reply, normalise_base_url
+from bulkruns.api import DEFAULT_BASE_URL, Client, Page, Reply, normalise_base_url
 from bulkruns.errors import (
     APIError,
     AuthError,

@@ -13,21 +13,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bulkruns.client import Client
-from bulkruns.engine import Job, JobOptions
-from bulkruns.filters import RunFilter
+from bulkruns.api import Client
+from bulkruns.job import Job, JobOptions
 from bulkruns.journal import read_journal
-from bulkruns.ops import Operation
+from bulkruns.model import Operation, RunFilter
 from bulkruns.sandbox import Sandbox, SandboxConfig
 
 pytestmark = pytest.mark.anyio
 
 JOB_SCRIPT = """
 import os, sys, anyio
-from bulkruns.client import Client
-from bulkruns.engine import Job, JobOptions
-from bulkruns.filters import RunFilter
-from bulkruns.ops import Operation
+from bulkruns.api import Client
+from bulkruns.job import Job, JobOptions
+from bulkruns.model import RunFilter
+from bulkruns.model import Operation
 
 async def main():
     async with Client(org=os.environ["ORG"], token=os.environ["TOKEN"],

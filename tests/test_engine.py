@@ -11,12 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from bulkruns.client import Client, Reply
-from bulkruns.engine import Job, JobOptions, Progress, Summary, check_owner
+from bulkruns.api import Client, Reply
 from bulkruns.errors import ConfigError, JournalError
-from bulkruns.filters import RunFilter
+from bulkruns.job import Job, JobOptions, Progress, Summary, check_owner
 from bulkruns.journal import read_journal
-from bulkruns.ops import Operation
+from bulkruns.model import Operation, RunFilter
 from bulkruns.sandbox import Sandbox, SandboxConfig
 
 pytestmark = pytest.mark.anyio

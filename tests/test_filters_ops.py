@@ -5,8 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bulkruns.errors import ConfigError
-from bulkruns.filters import RunFilter, is_run_id, parse_when, read_ids
-from bulkruns.ops import Operation, validate_fields
+from bulkruns.model import Operation, RunFilter, is_run_id, parse_when, read_ids, validate_fields
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -135,16 +134,33 @@ def test_update_fields_accept_what_tallyfy_accepts() -> None:
 
 def test_operations_know_their_steps_selection_and_inverse() -> None:
     archive = Operation(name="archive")
-    assert archive.steps == ("archive",)
+    assert [step.name for step in archive.steps] == ["archive"]
     assert not archive.selects_archived
     assert archive.inverse() == Operation(name="activate")
     assert Operation(name="activate").inverse() == archive
     assert Operation(name="activate").selects_archived
     delete = Operation(name="delete")
     assert delete.selects_archived
-    assert Operation(name="delete", archive_first=True).steps == ("archive", "delete")
+    first, then = Operation(name="delete", archive_first=True).steps
+    assert (first.name, then.name) == ("archive", "delete")
     with pytest.raises(ConfigError, match="cannot be undone"):
         delete.inverse()
+
+
+def test_each_step_knows_what_a_404_means() -> None:
+    (archive,) = Operation(name="archive").steps
+    (activate,) = Operation(name="activate").steps
+    (delete,) = Operation(name="delete").steps
+    before_delete, _ = Operation(name="delete", archive_first=True).steps
+    # a 404 is a failure, unless an earlier attempt's answer was lost and the change
+    # makes the run disappear
+    assert archive.when_missing(unknown=False) is None
+    assert archive.when_missing(unknown=True) == "already archived by an earlier attempt"
+    assert delete.when_missing(unknown=True) == "already deleted by an earlier attempt"
+    assert activate.when_missing(unknown=True) is None
+    # the archive before a permanent delete is not needed for a run already archived
+    assert before_delete.when_missing(unknown=False) == "was already archived"
+    assert Operation(name="update", fields={"starred": True}).steps[0].idempotent
     with pytest.raises(ConfigError, match="delete only"):
         Operation(name="archive", archive_first=True)
     with pytest.raises(ConfigError, match="takes no fields"):

@@ -11,18 +11,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bulkruns import journal
 from bulkruns.errors import ConfigError, JournalError
 from bulkruns.journal import (
     JOURNAL_VERSION,
     JournalWriter,
-    PendingItem,
-    id_key,
-    id_str,
     iter_records,
     ok_items,
     read_journal,
 )
+from bulkruns.journal import reader as journal_reader
+from bulkruns.journal import writer as journal_writer
+from bulkruns.model import Work, id_key, id_str
 
 HEADER: dict[str, Any] = {
     "type": "job",
@@ -104,7 +103,7 @@ def test_round_trip_of_every_record_type(log: Path) -> None:
     assert state.header == HEADER
     assert state.done == {id_key(rid(1)), id_key(rid(3))}
     assert state.pending == {
-        id_key(rid(2)): PendingItem(
+        id_key(rid(2)): Work(
             id=rid(2),
             before={"name": "b"},
             fields={"name": "y"},
@@ -234,7 +233,7 @@ def test_two_unreadable_lines_at_the_end_are_corruption(log: Path) -> None:
 
 
 def test_corrupt_line_found_across_chunks(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(journal, "_CHUNK", 16)  # lines split across many reads
+    monkeypatch.setattr(journal_reader, "_CHUNK", 16)  # lines split across many reads
     records = [claim(n) for n in range(1, 20)]
     log.write_bytes(
         b"".join(map(line, [HEADER, *records[:10]])) + b"oops\n" + b"".join(map(line, records[10:]))
@@ -246,7 +245,7 @@ def test_corrupt_line_found_across_chunks(log: Path, monkeypatch: pytest.MonkeyP
 def test_reads_in_small_chunks_agree(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_log(log, *(claim(n) for n in range(1, 30)), *(item(n, "ok") for n in range(1, 30)))
     expected = list(iter_records(log))
-    monkeypatch.setattr(journal, "_CHUNK", 7)
+    monkeypatch.setattr(journal_reader, "_CHUNK", 7)
     assert list(iter_records(log)) == expected
 
 
@@ -323,15 +322,15 @@ def test_last_record_wins_through_a_whole_life(log: Path) -> None:
         claim(1),
         item(1, "ok", before={"starred": False}),
     ]
-    expected_pending: list[PendingItem | None] = [
-        PendingItem(rid(1), {"starred": False}, {"starred": True}, False, None, 0),
+    expected_pending: list[Work | None] = [
+        Work(rid(1), {"starred": False}, {"starred": True}, False, None, 0),
         None,  # the marker changes no item
-        PendingItem(rid(1), {"starred": False}, {"starred": True}, True, None, 0),
-        PendingItem(rid(1), {"starred": False}, {"starred": True}, True, "HTTP 503: down", 3),
-        PendingItem(rid(1), {"starred": False}, {"starred": True}, True, "HTTP 503: down", 3),
+        Work(rid(1), {"starred": False}, {"starred": True}, True, None, 0),
+        Work(rid(1), {"starred": False}, {"starred": True}, True, "HTTP 503: down", 3),
+        Work(rid(1), {"starred": False}, {"starred": True}, True, "HTTP 503: down", 3),
         None,
     ]
-    previous: PendingItem | None = None
+    previous: Work | None = None
     for n in range(1, len(life) + 1):
         write_log(log, *life[:n])
         state = read_journal(log)
@@ -352,7 +351,7 @@ def test_claim_without_an_outcome_is_pending_and_unknown(log: Path) -> None:
     write_log(log, claim(1, before={"status": "active"}), claim(2), item(2, "ok"))
     state = read_journal(log)
     assert state.pending == {
-        id_key(rid(1)): PendingItem(rid(1), {"status": "active"}, None, True, None, 0)
+        id_key(rid(1)): Work(rid(1), {"status": "active"}, None, True, None, 0)
     }
     assert state.counts == {"ok": 1, "failed": 0, "skipped": 0, "planned": 0, "unfinished": 1}
     assert not state.pinned
@@ -457,7 +456,7 @@ def test_fsync_at_most_once_per_interval_and_at_close(
     log.touch()  # an existing (empty) file: no directory fsync to count
     synced: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(journal.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    monkeypatch.setattr(journal_writer.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
     clock = FakeClock()
     writer = JournalWriter(log, fsync_interval=1.0, clock=clock)
     for step in (0.0, 0.5, 0.99):
@@ -484,7 +483,7 @@ def test_fsync_at_most_once_per_interval_and_at_close(
 def test_zero_interval_fsyncs_every_write(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log.touch()
     synced: list[int] = []
-    monkeypatch.setattr(journal.os, "fsync", synced.append)
+    monkeypatch.setattr(journal_writer.os, "fsync", synced.append)
     with JournalWriter(log, fsync_interval=0.0, clock=FakeClock()) as writer:
         writer.write(HEADER)
         writer.write_many([claim(1), item(1, "ok")])
@@ -494,7 +493,7 @@ def test_zero_interval_fsyncs_every_write(log: Path, monkeypatch: pytest.MonkeyP
 
 def test_a_new_log_fsyncs_its_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[int] = []
-    monkeypatch.setattr(journal.os, "fsync", synced.append)
+    monkeypatch.setattr(journal_writer.os, "fsync", synced.append)
     writer = JournalWriter(tmp_path / "new.jsonl", clock=FakeClock())
     assert len(synced) == 1
     writer.close()

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bulkruns.client import server_key
+from bulkruns.api import server_key
+from bulkruns.cli.lock import JobLock, LockBusy, lock_path, state_dir
 from bulkruns.errors import ConfigError
-from bulkruns.lock import JobLock, LockBusy, lock_path, state_dir
 
 URL = "https://go.tallyfy.com/api"
 
@@ -64,7 +64,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
         f"""
         import sys, time
         from pathlib import Path
-        from bulkruns.lock import JobLock
+        from bulkruns.cli.lock import JobLock
         lock = JobLock("org-1", {URL!r}, directory=Path({str(tmp_path)!r}))
         lock.acquire()
         print("held", flush=True)

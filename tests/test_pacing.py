@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from bulkruns.errors import ConfigError
-from bulkruns.pacing import Pacer
+from bulkruns.pace import Pacer
 
 pytestmark = pytest.mark.anyio
 

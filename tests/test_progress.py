@@ -14,30 +14,27 @@ import orjson
 import pytest
 from rich.console import Console
 
-from bulkruns.engine import ItemResult, Progress, Summary
-from bulkruns.errors import ConfigError, JournalError
-from bulkruns.journal import read_journal
-from bulkruns.progress import (
+from bulkruns import ItemResult, JobOptions, Progress, Summary
+from bulkruns.cli.inputs import (
+    Connection,
+    Display,
+    IdSource,
+    check_new_log,
+    default_journal,
+    job_options,
+    parse_set,
+)
+from bulkruns.cli.output import (
     MAX_FAILURE_LINES,
     LiveDisplay,
     PlainLines,
     Reporter,
     Throughput,
     format_duration,
-    summary_lines,
 )
-from bulkruns.runner import (
-    Connection,
-    Display,
-    IdSource,
-    check_new_log,
-    default_journal,
-    exit_code,
-    job_options,
-    parse_set,
-    preview_resume,
-    recorded_settings,
-)
+from bulkruns.cli.summary import exit_code, preview_resume, summary_lines
+from bulkruns.errors import ConfigError, JournalError
+from bulkruns.journal import read_journal
 
 
 class FakeClock:
@@ -305,15 +302,16 @@ def test_the_token_stays_out_of_the_connection_repr() -> None:
 
 
 def test_job_options_flags_over_recorded_settings_over_defaults() -> None:
-    recorded = {"rate": 2.0, "concurrency": 3, "max_failures": None, "someday": 1}
+    recorded = {"rate": 2.0, "concurrency": 3, "max_failures": None}
     options = job_options({"rate": 5.0}, defaults=recorded, journal=Path("j.jsonl"))
     assert options.rate == 5.0
     assert options.concurrency == 3
     assert options.max_failures is None
     assert options.max_attempts == 8
     assert options.journal == Path("j.jsonl")
-    with pytest.raises(ConfigError, match="recorded settings are unusable"):
-        job_options({}, defaults={"archived": ["x"], "per_page": "ten"}, journal=None)
+    with pytest.raises(ConfigError, match="archived must be one of") as caught:
+        job_options({}, defaults={"archived": ["x"], "per_page": 10}, journal=None)
+    assert caught.value.setting == "archived"
 
 
 def test_a_job_that_could_not_prove_its_selection_complete_says_so() -> None:
@@ -383,15 +381,15 @@ def test_an_id_file_that_changes_before_the_second_reading_is_refused(tmp_path: 
 def test_recorded_settings_are_type_checked_and_name_the_field(tmp_path: Path) -> None:
     log = tmp_path / "j.jsonl"
     good = {"concurrency": 4, "rate": 2.5, "max_failures": None, "archived": "only", "new": 1}
-    assert recorded_settings({"params": good}, log) == {
+    assert JobOptions.recorded({"params": good}, where=log) == {
         "concurrency": 4,
         "rate": 2.5,
         "max_failures": None,
         "archived": "only",
     }
-    assert recorded_settings({}, log) == {}
+    assert JobOptions.recorded({}, where=log) == {}
     with pytest.raises(JournalError, match=r"j.jsonl: .*settings \(params\) are not an object"):
-        recorded_settings({"params": [1, 2]}, log)
+        JobOptions.recorded({"params": [1, 2]}, where=log)
     for name, value in (
         ("concurrency", "4"),
         ("concurrency", 0),
@@ -404,7 +402,7 @@ def test_recorded_settings_are_type_checked_and_name_the_field(tmp_path: Path) -
         ("per_page", 500),
     ):
         with pytest.raises(JournalError, match=rf"j.jsonl: the recorded setting params.{name} "):
-            recorded_settings({"params": {name: value}}, log)
+            JobOptions.recorded({"params": {name: value}}, where=log)
 
 
 def test_a_new_log_is_checked_by_creating_it(tmp_path: Path) -> None:

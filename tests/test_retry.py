@@ -4,6 +4,7 @@ import email.utils
 
 import pytest
 
+from bulkruns.api import parse_retry_after
 from bulkruns.errors import (
     AuthError,
     ConfigError,
@@ -14,7 +15,7 @@ from bulkruns.errors import (
     Unprocessable,
     api_error,
 )
-from bulkruns.retry import RetryPolicy, outcome_unknown, parse_retry_after, retryable
+from bulkruns.pace import RetryPolicy, outcome_unknown, retryable
 
 
 @pytest.mark.parametrize(

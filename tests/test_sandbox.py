@@ -21,18 +21,13 @@ import yarl
 from anyio.streams.text import TextReceiveStream
 from click.testing import CliRunner
 
+from bulkruns.api import Client
 from bulkruns.cli import main
-from bulkruns.client import Client
 from bulkruns.sandbox import Sandbox, SandboxConfig
 from bulkruns.sandbox.limits import RateLimiter
-from bulkruns.sandbox.store import (
-    LIVE_STATUSES,
-    ListRequest,
-    RunStore,
-    StoreError,
-    parse_list_params,
-    seed_runs,
-)
+from bulkruns.sandbox.rules import LIVE_STATUSES, ListRequest, StoreError, parse_list_params
+from bulkruns.sandbox.seed import seed_runs
+from bulkruns.sandbox.store import RunStore
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,8 @@
 It serves seeded runs under ``/api/organizations/{org}/runs…`` (and without ``/api``), with
 Tallyfy's envelopes, errors, pagination quirks and rolling-window rate limit, and can
 inject latency and faults. ``GET /_sandbox/stats`` reports what it served and changed.
-Modules: ``config`` (settings), ``store`` (runs, filters, pages), ``limits`` (rate limit,
+Modules: ``config`` (settings), ``rules`` (what the endpoints accept), ``seed`` (the seeded
+runs), ``store`` (runs, filters, pages, changes), ``limits`` (rate limit,
 faults), ``state`` (live state and stats), ``app`` (HTTP handlers), ``server`` (serving).
 """
 

@@ -18,8 +18,8 @@ import orjson
 from aiohttp import web
 
 from bulkruns.sandbox.config import SandboxConfig
+from bulkruns.sandbox.rules import StoreError, parse_list_params
 from bulkruns.sandbox.state import SandboxState
-from bulkruns.sandbox.store import StoreError, parse_list_params
 
 __all__ = ["STATE_KEY", "make_app", "state_of"]
 

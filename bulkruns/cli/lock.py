@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from bulkruns.client import server_key
+from bulkruns.api import server_key
 from bulkruns.errors import ConfigError
 
 __all__ = ["JobLock", "LockBusy", "lock_path", "state_dir"]

@@ -8,16 +8,14 @@ other error is final for the item.
 
 from __future__ import annotations
 
-import email.utils
-import math
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bulkruns.errors import APIError, BulkrunsError, ConfigError, RateLimited, TransportError
+from bulkruns import settings
+from bulkruns.errors import APIError, BulkrunsError, RateLimited, TransportError
 
-__all__ = ["RetryPolicy", "outcome_unknown", "parse_retry_after", "retryable"]
+__all__ = ["RetryPolicy", "outcome_unknown", "retryable"]
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -40,29 +38,6 @@ def outcome_unknown(error: BulkrunsError) -> bool:
     return isinstance(error, APIError) and (error.status >= 500 or 200 <= error.status < 300)
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
-
-    Returns None for a missing or unreadable value, and never a negative number.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # an HTTP date is always GMT, even when it fails to say so
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """How often and how long to try one item.
@@ -82,10 +57,10 @@ class RetryPolicy:
     random: Callable[[], float] = random.random
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigError("max_attempts must be at least 1")
-        if self.max_elapsed < 0 or self.base_delay < 0 or self.max_delay < self.base_delay:
-            raise ConfigError("retry delays must be non-negative, with max_delay >= base_delay")
+        settings.whole("max_attempts", self.max_attempts, low=1)
+        settings.number("max_elapsed", self.max_elapsed, low=0, meaning="seconds")
+        settings.number("base_delay", self.base_delay, low=0, meaning="seconds")
+        settings.number("max_delay", self.max_delay, low=self.base_delay, meaning="seconds")
 
     def backoff(self, attempt: int) -> float:
         """The delay after failed attempt number ``attempt`` (1-based): full jitter."""

@@ -1,22 +1,74 @@
 """The four operations: what each selects, what it records, what it calls, and its inverse.
 
-No I/O here: the engine calls the client with the steps an operation names.
+No I/O here: a job makes the calls an operation's steps name, with the client it is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bulkruns.errors import ConfigError
 
-__all__ = ["UPDATABLE_FIELDS", "Operation", "Step", "validate_fields"]
+if TYPE_CHECKING:
+    from bulkruns.api import Client, Reply
 
-Step = Literal["archive", "activate", "update", "delete"]
-"""One API call: each operation is one step, except delete with archive-first (two)."""
+__all__ = ["UPDATABLE_FIELDS", "Operation", "OperationName", "Step", "validate_fields"]
 
 OperationName = Literal["archive", "activate", "update", "delete"]
+StepName = Literal["archive", "activate", "update", "delete"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One API call an operation makes for each run, and what a 404 to it means.
+
+    Attributes:
+        name: the call, as the client's method of that name makes it.
+        done_if_missing: for a change that makes the run disappear from its endpoint
+            (archive, delete), the past tense that a 404 proves, once an earlier attempt's
+            answer was lost: that attempt made the change.
+        missing_is_fine: a note for a 404 that means the step is not needed at all (the
+            archive before a permanent delete, of a run already archived).
+        idempotent: sending it twice does what sending it once does.
+    """
+
+    name: StepName
+    done_if_missing: str | None = None
+    missing_is_fine: str | None = None
+    idempotent: bool = False
+
+    def call(self, client: Client, run_id: str, fields: Mapping[str, Any]) -> Awaitable[Reply]:
+        """Make this step's request for one run (``fields`` are an update's)."""
+        if self.name == "update":
+            return client.update(run_id, fields)
+        method: Any = getattr(client, self.name)
+        return method(run_id)  # type: ignore[no-any-return]
+
+    def when_missing(self, *, unknown: bool) -> str | None:
+        """The note for a 404 that is not a failure, or None when the 404 is one.
+
+        Args:
+            unknown: an earlier attempt at this step may have been applied.
+        """
+        if self.missing_is_fine is not None:
+            return self.missing_is_fine
+        if unknown and self.done_if_missing is not None:
+            return f"already {self.done_if_missing} by an earlier attempt"
+        return None
+
+
+_STEPS: dict[str, tuple[Step, ...]] = {
+    "archive": (Step("archive", done_if_missing="archived"),),
+    "activate": (Step("activate"),),
+    "update": (Step("update", idempotent=True),),
+    "delete": (Step("delete", done_if_missing="deleted"),),
+    "archive-first": (
+        Step("archive", missing_is_fine="was already archived"),
+        Step("delete", done_if_missing="deleted"),
+    ),
+}
 
 UPDATABLE_FIELDS = (
     "name",
@@ -117,10 +169,8 @@ class Operation:
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        """The calls made for each run, in order."""
-        if self.name == "delete" and self.archive_first:
-            return ("archive", "delete")
-        return (self.name,)
+        """The calls made for each run, in order: one, or two for delete with archive-first."""
+        return _STEPS["archive-first" if self.archive_first else self.name]
 
     @property
     def recorded_fields(self) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
 
-from bulkruns.errors import ConfigError
+from bulkruns import settings
 
 __all__ = ["Pacer"]
 
@@ -90,12 +90,13 @@ class Pacer:
         floor: float = 0.05,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        _check(rate, "rate", "requests per second, 0 for unpaced", lo=0.0)
-        _check(burst, "burst", "seconds of the rate the bucket holds", lo=0.0, lo_open=True)
-        _check(headroom, "headroom", "a share of the rate kept spare", lo=0.0, hi=1.0, hi_open=True)
-        _check(decrease, "decrease", "the factor a 429 applies", lo=0.0, lo_open=True, hi=1.0)
-        _check(recovery, "recovery", "a share of the rate regained per second", lo=0.0)
-        _check(floor, "floor", "the lowest share of the rate", lo=0.0, lo_open=True, hi=1.0)
+        check = settings.number
+        check("rate", rate, low=0, meaning="requests per second, 0 for unpaced")
+        check("burst", burst, low=0, above=True, meaning="seconds of the rate the bucket holds")
+        check("headroom", headroom, low=0, high=1, below=True, meaning="a share kept spare")
+        check("decrease", decrease, low=0, above=True, high=1, meaning="the factor a 429 applies")
+        check("recovery", recovery, low=0, meaning="a share of the rate regained per second")
+        check("floor", floor, low=0, above=True, high=1, meaning="the lowest share of the rate")
         self._rate = float(rate)
         self._burst = burst
         self._headroom = headroom
@@ -253,26 +254,3 @@ class Pacer:
         self._last_change = now
         self._gen += 1
         self._wake_queued()
-
-
-def _check(
-    value: float,
-    name: str,
-    meaning: str,
-    *,
-    lo: float,
-    lo_open: bool = False,
-    hi: float = math.inf,
-    hi_open: bool = False,
-) -> None:
-    ok = (
-        isinstance(value, int | float)
-        and math.isfinite(value)
-        and (value > lo if lo_open else value >= lo)
-        and (value < hi if hi_open else value <= hi)
-    )
-    if not ok:
-        bound = f"above {lo:g}" if lo_open else f"at least {lo:g}"
-        if hi != math.inf:
-            bound += f" and below {hi:g}" if hi_open else f" and at most {hi:g}"
-        raise ConfigError(f"pacer {name} must be {bound} ({meaning}), not {value!r}")

@@ -1,77 +1,24 @@
-"""What a job selects: a run filter (server query plus client-side dates), or a list of run IDs.
-
-No I/O here but reading an ID file the caller opened.
-"""
+"""What a job selects by query: a run filter, sent to Tallyfy as list parameters, plus the
+dates bulkruns checks on each listed run itself. No I/O here."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from bulkruns.errors import ConfigError
+from bulkruns.model.when import parse_timestamp
 
-__all__ = [
-    "STATUSES",
-    "ArchivedStyle",
-    "RunFilter",
-    "is_run_id",
-    "parse_when",
-    "read_ids",
-]
+__all__ = ["ARCHIVED_STYLES", "STATUSES", "ArchivedStyle", "RunFilter"]
 
 STATUSES = ("active", "complete", "problem", "delayed", "archived")
 
+ARCHIVED_STYLES = ("status", "only")
 ArchivedStyle = Literal["status", "only"]
 """How archived runs are listed: ``status=archived`` (Tallyfy's docs) or ``archived=only``
 (Tallyfy's own clients)."""
-
-_RUN_ID = re.compile(r"[0-9a-f]{32}")
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def is_run_id(text: str) -> bool:
-    """Whether ``text`` is a Tallyfy run ID: 32 lowercase hexadecimal characters."""
-    return _RUN_ID.fullmatch(text) is not None
-
-
-def parse_when(text: str, *, now: datetime | None = None) -> datetime:
-    """A moment from an ISO 8601 date or date-time, or an age before ``now`` (``90d``, ``12h``).
-
-    Ages take s, m, h, d or w. A date or time without a zone is read as UTC.
-
-    Raises:
-        ConfigError: the text is neither.
-    """
-    text = text.strip()
-    age = _AGE.fullmatch(text)
-    if age:
-        amount, unit = float(age.group(1)), _AGE_UNITS[age.group(2)]
-        try:
-            return (now or datetime.now(UTC)) - timedelta(**{unit: amount})
-        except OverflowError:
-            raise ConfigError(f"{text!r} reaches back before the year 1") from None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"{text!r} is not a date or an age: give an ISO date such as 2025-01-31, "
-            "a date-time such as 2025-01-31T18:00:00Z, or an age such as 90d or 12h"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _parse_timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,7 +124,7 @@ class RunFilter:
         ):
             if limit is None:
                 continue
-            moment = _parse_timestamp(run.get(key))
+            moment = parse_timestamp(run.get(key))
             if moment is None or moment >= limit:
                 return False
         return True
@@ -214,26 +161,3 @@ class RunFilter:
             return cls(**values)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"the log's filter is unreadable: {exc}") from None
-
-
-def read_ids(lines: Iterable[str], *, source: str) -> Iterator[str]:
-    """Run IDs from lines of text, one a line; blank lines and ``#`` comments are skipped.
-
-    Args:
-        lines: the text, line by line.
-        source: the file's name, for error messages.
-
-    Raises:
-        ConfigError: a line that is not a run ID, naming the file and line.
-    """
-    for number, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        if not is_run_id(text):
-            shown = text if len(text) <= 40 else text[:37] + "..."
-            raise ConfigError(
-                f"{source} line {number}: {shown!r} is not a run ID "
-                "(32 lowercase hexadecimal characters)"
-            )
-        yield text

@@ -11,12 +11,13 @@ seconds for the plain reporter, so the display costs the job nothing.
 * :class:`PlainLines` — cron and pipes: one line at most every ``interval`` seconds.
 * :class:`Reporter` — the quiet base: only failed items (the first few) reach the output.
 
-:func:`summary_lines` words the end of a job, whichever reporter ran it.
+:mod:`bulkruns.cli.summary` words the end of a job, whichever reporter ran it.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -28,8 +29,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from bulkruns.cli.inputs import Display
+
 if TYPE_CHECKING:
-    from bulkruns.engine import ItemResult, Progress, Summary
+    from bulkruns.job import Progress
+    from bulkruns.model import ItemResult
 
 __all__ = [
     "LiveDisplay",
@@ -37,8 +41,8 @@ __all__ = [
     "Reporter",
     "Throughput",
     "format_duration",
+    "make_reporter",
     "progress_line",
-    "summary_lines",
 ]
 
 Clock = Callable[[], float]
@@ -277,6 +281,16 @@ class LiveDisplay(Reporter):
         return Group(head, stats, pace)
 
 
+def make_reporter(operation: str, display: Display) -> Reporter:
+    """The live display on a terminal, plain lines otherwise, failures only when quiet."""
+    if display.quiet:
+        return Reporter(operation, err=sys.stderr)
+    console = Console(file=sys.stderr)
+    if console.is_terminal and not console.is_dumb_terminal:
+        return LiveDisplay(operation, console=console)
+    return PlainLines(operation, err=sys.stderr)
+
+
 class _View:
     """Hands rich the display's current rendering each time it refreshes."""
 
@@ -285,52 +299,3 @@ class _View:
 
     def __rich__(self) -> RenderableType:
         return self.display.render()
-
-
-def summary_lines(
-    summary: Summary,
-    *,
-    exit_code: int,
-    resume: str | None = None,
-    undo: str | None = None,
-) -> list[str]:
-    """The words that end a job: outcome, counts, speed, requests, log, next commands."""
-    s = summary
-    if s.dry_run:
-        verb = {"archive": "archived", "activate": "activated", "update": "updated"}
-        head = f"dry run: {s.planned:,} runs would be {verb.get(s.operation, 'deleted')}"
-    elif s.aborted == "interrupted":
-        head = f"{s.operation} interrupted"
-    elif s.aborted is not None:
-        head = f"{s.operation} aborted ({s.aborted})"
-    elif exit_code == 0:
-        head = f"{s.operation} done"
-    elif s.failed:
-        head = f"{s.operation} finished with failures"
-    else:
-        head = f"{s.operation} finished"
-    if s.message and not s.dry_run and s.aborted is None:
-        # Every item went through, yet the last pass still found new runs (the sweep bound):
-        # the job cannot say that nothing matching is left.
-        head += (", and" if s.failed else ", but") + " the selection could not be proven complete"
-    lines = [head + (f": {s.message}" if s.message else "")]
-    if not s.dry_run:
-        lines.append(f"  ok {s.ok:,}  failed {s.failed:,}  skipped {s.skipped:,}")
-    lines.append(
-        f"  elapsed {format_duration(s.elapsed)}  {s.items_per_second:,.1f} items/s  "
-        f"requests {s.requests:,}  retries {s.retries:,}  429s {s.throttled:,}"
-    )
-    if s.sweeps and s.aborted is None:
-        check = (
-            "nothing matching is left"
-            if s.verified and not s.dry_run
-            else ("the whole selection was listed" if s.verified else "not verified")
-        )
-        lines.append(f"  passes over the query {s.sweeps}: {check}")
-    if s.journal is not None:
-        lines.append(f"  journal: {s.journal}")
-    if resume:
-        lines.append(f"  {'apply the plan' if s.dry_run else 'resume'}: {resume}")
-    if undo:
-        lines.append(f"  undo: {undo}")
-    return lines

@@ -1,0 +1,224 @@
+"""The ``bulkruns`` commands: click's declarations, handed to the session as a job spec.
+
+Commands parse their options into the library's settings (:mod:`bulkruns.cli.flags`) and
+build a :class:`~bulkruns.JobSpec`; :func:`~bulkruns.cli.session.run_job` runs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bulkruns.cli import flags
+from bulkruns.cli.inputs import job_options, parse_set
+from bulkruns.cli.listing import list_runs
+from bulkruns.cli.root import connection, guarded, main
+from bulkruns.cli.session import run_job
+from bulkruns.cli.summary import preview_resume
+from bulkruns.errors import ConfigError, JournalError
+from bulkruns.job import JobOptions, JobSpec
+from bulkruns.journal import JournalState, read_journal
+from bulkruns.model import (
+    ARCHIVED_STYLES,
+    UPDATABLE_FIELDS,
+    ArchivedStyle,
+    Operation,
+    OperationName,
+)
+
+__all__ = ["main"]
+
+
+def _new_job(
+    kw: dict[str, Any],
+    name: OperationName,
+    *,
+    fields: dict[str, Any] | None = None,
+    archive_first: bool = False,
+    yes: bool = False,
+) -> int:
+    conn = connection()
+    operation = Operation(name=name, fields=fields or {}, archive_first=archive_first)
+    selection = flags.selection(kw)
+    journal = flags.journal_path(kw["log"], name)
+    options = job_options(flags.given_options(kw), journal=journal)
+    try:
+        spec = JobSpec.new(operation, selection, options)
+    except ConfigError as exc:  # a --status that contradicts selecting archived runs
+        hint = "; to delete live runs, add --archive-first" if name == "delete" else ""
+        raise ConfigError(f"{exc}{hint}", setting=exc.setting) from None
+    return run_job(
+        conn,
+        spec,
+        display=flags.display(kw),
+        new_log=True,
+        confirm_delete=(selection, yes) if name == "delete" else None,
+    )
+
+
+def _read_log(path_text: str) -> tuple[Path, JournalState]:
+    """A result log, read whole."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise JournalError(f"{path}: no such result log")
+    try:
+        return path, read_journal(path)
+    except OSError as exc:
+        raise JournalError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+@main.command("archive")
+@flags.filter_options()
+@flags.job_flags()
+@guarded
+def archive_command(**kw: Any) -> int:
+    """Archive the selected runs (undo re-activates them)."""
+    return _new_job(kw, "archive")
+
+
+@main.command("activate")
+@flags.filter_options()
+@flags.job_flags()
+@guarded
+def activate_command(**kw: Any) -> int:
+    """Restore archived runs: selects archived runs matching the filter."""
+    return _new_job(kw, "activate")
+
+
+@main.command("update")
+@flags.filter_options()
+@flags.job_flags()
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="A field to set, VALUE read as JSON, else as text; fields: "
+    + ", ".join(UPDATABLE_FIELDS)
+    + ".",
+)
+@guarded
+def update_command(assignments: tuple[str, ...], **kw: Any) -> int:
+    """Set fields on the selected runs: --set starred=true --set 'name=Q3 review'."""
+    if not assignments:
+        raise ConfigError("update needs at least one --set FIELD=VALUE, such as --set starred=true")
+    return _new_job(kw, "update", fields=parse_set(assignments))
+
+
+@main.command("delete")
+@flags.filter_options()
+@flags.job_flags()
+@click.option(
+    "--archive-first",
+    is_flag=True,
+    help="Archive each run, then delete it (selects live runs); else archived runs only.",
+)
+@click.option("--yes", is_flag=True, help="Confirm the permanent delete without a prompt.")
+@guarded
+def delete_command(archive_first: bool, yes: bool, **kw: Any) -> int:
+    """Permanently delete the selected runs (archived runs, unless --archive-first).
+
+    Shows the count first, and needs --yes, or the count typed back on a terminal.
+    """
+    return _new_job(kw, "delete", archive_first=archive_first, yes=yes)
+
+
+@main.command("resume")
+@click.argument("log", metavar="LOG")
+@flags.job_flags(log=False, dry_run=False)
+@click.option(
+    "--dry-run",
+    "preview",
+    is_flag=True,
+    help="Only say what resuming would do, from the log: sends nothing, writes nothing.",
+)
+@click.option("--yes", is_flag=True, help="Confirm applying a permanent delete plan.")
+@guarded
+def resume_command(log: str, preview: bool, yes: bool, **kw: Any) -> int:
+    """Continue the job a result log describes; a dry run's log is applied as its plan.
+
+    Done items are skipped, failed and unfinished ones retried; it appends to the same log
+    (so there is no --log). The job's recorded settings are the defaults of the options.
+
+    With --dry-run, it only counts from the log what it would retry or apply, and says
+    whether the job's query would be listed again (runs that match it now are taken too;
+    only that listing can count them): no request is sent and the log is left as it is.
+    """
+    conn = connection()
+    path, state = _read_log(log)
+    recorded = JobOptions.recorded(state.header, where=path)
+    options = job_options(flags.given_options(kw), defaults=recorded, journal=path)
+    spec = JobSpec.resume(path, options, state=state)
+    if preview:
+        spec.check_owner(conn.org, conn.api_url)  # as the job would, before its first request
+        return preview_resume(path, state, flags.display(kw))
+    confirm: tuple[int, bool] | None = None
+    if spec.operation.name == "delete" and state.header.get("dry_run"):
+        # Applying a delete plan is the delete itself: it is confirmed like one.
+        confirm = (len(state.pending), yes)
+    return run_job(conn, spec, display=flags.display(kw), new_log=False, confirm_delete=confirm)
+
+
+@main.command("undo")
+@click.argument("source", metavar="LOG")
+@flags.job_flags()
+@guarded
+def undo_command(source: str, **kw: Any) -> int:
+    """Reverse a job from its result log: archive and activate undo each other, an update
+    is undone by setting the recorded before-state. A permanent delete cannot be undone.
+    The undo keeps a log of its own (default ./bulkruns-undo-<UTC time>.jsonl).
+    """
+    conn = connection()
+    path, state = _read_log(source)
+    # the original job's pace and budget, but not its limit: the undo reverses every change
+    recorded = JobOptions.recorded(state.header, where=path)
+    recorded.pop("limit", None)
+    journal = flags.journal_path(kw["log"], "undo")
+    options = job_options(flags.given_options(kw), defaults=recorded, journal=journal)
+    spec = JobSpec.undo(path, options, state=state)
+    return run_job(conn, spec, display=flags.display(kw), new_log=True)
+
+
+@main.command("list")
+@flags.filter_options(ids_file=False)
+@click.option("--limit", type=int, help="Print at most N runs.")
+@click.option(
+    "--rate", type=float, default=10.0, show_default=True, help="Requests per second; 0 = unpaced."
+)
+@click.option("--per-page", type=int, default=100, show_default=True, help="Page size.")
+@click.option(
+    "--archived-style",
+    type=click.Choice(ARCHIVED_STYLES),
+    default="status",
+    show_default=True,
+    help="With --status archived: list with status=archived or archived=only.",
+)
+@click.option("--ids-file", hidden=True)  # only to say why it is not taken
+@guarded
+def list_command(
+    limit: int | None,
+    rate: float,
+    per_page: int,
+    archived_style: ArchivedStyle,
+    ids_file: str | None,
+    **kw: Any,
+) -> int:
+    """Print the runs a filter selects, as JSON lines on standard output."""
+    if ids_file is not None:
+        raise ConfigError(
+            "list prints what a query selects, so it takes no --ids-file; "
+            "the job commands (archive, activate, update, delete) do"
+        )
+    # the settings a listing shares with a job, checked as a job's are
+    options = JobOptions(rate=rate, per_page=per_page, limit=limit, archived=archived_style)
+    conn = connection()
+    return list_runs(
+        conn,
+        flags.run_filter(kw),
+        archived=options.archived,
+        rate=options.rate,
+        per_page=options.per_page,
+        limit=options.limit,
+    )

@@ -1,0 +1,194 @@
+"""``bulkruns sandbox``: a local imitation of Tallyfy's run endpoints, served until Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from bulkruns.api import is_loopback_host
+from bulkruns.cli.root import InputError, finite
+
+if TYPE_CHECKING:
+    from bulkruns.sandbox import SandboxConfig
+
+__all__ = ["sandbox"]
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8765, show_default=True, help="Port to bind (0 = any free).")
+@click.option("--runs", default=1000, show_default=True, help="Runs to seed.")
+@click.option("--seed", default=1, show_default=True, help="Seed of the generated runs.")
+@click.option(
+    "--rate",
+    default=600.0,
+    show_default=True,
+    help="Rate limit in requests per minute, per token (0 = none).",
+    callback=finite,
+)
+@click.option(
+    "--window",
+    default=60.0,
+    show_default=True,
+    callback=finite,
+    help="Rolling window of the limit, seconds.",
+)
+@click.option(
+    "--latency",
+    default=0.0,
+    show_default=True,
+    callback=finite,
+    help="Added latency, milliseconds.",
+)
+@click.option(
+    "--jitter",
+    default=0.0,
+    show_default=True,
+    callback=finite,
+    help="Latency jitter (±), milliseconds.",
+)
+@click.option(
+    "--fail-before",
+    default=0.0,
+    callback=finite,
+    help="Share of mutations answered 503, unapplied.",
+)
+@click.option(
+    "--fail-after", default=0.0, callback=finite, help="Share of mutations answered 500, applied."
+)
+@click.option(
+    "--reset", "reset_rate", default=0.0, callback=finite, help="Share of connections dropped."
+)
+@click.option("--stall", "stall_rate", default=0.0, callback=finite, help="Share of requests held.")
+@click.option(
+    "--stall-seconds",
+    default=30.0,
+    show_default=True,
+    callback=finite,
+    help="How long a stall lasts.",
+)
+@click.option(
+    "--delete-unarchived-status",
+    type=click.Choice(["422", "404"]),
+    default="422",
+    show_default=True,
+    help="Status of a permanent delete of a run not archived.",
+)
+@click.option(
+    "--total-pages-quirk", is_flag=True, help="Compute total_pages with page size 10, as seen."
+)
+@click.option(
+    "--links",
+    type=click.Choice(["object", "list", "null"]),
+    default="object",
+    show_default=True,
+    help="Shape of meta.pagination.links.",
+)
+@click.option("--token", help="Token to accept (default: a random one).")
+@click.option("--org", "sandbox_org", default="sandbox-org", show_default=True, help="Org ID.")
+@click.pass_context
+def sandbox(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    runs: int,
+    seed: int,
+    rate: float,
+    window: float,
+    latency: float,
+    jitter: float,
+    fail_before: float,
+    fail_after: float,
+    reset_rate: float,
+    stall_rate: float,
+    stall_seconds: float,
+    delete_unarchived_status: str,
+    total_pages_quirk: bool,
+    links: str,
+    token: str | None,
+    sandbox_org: str,
+) -> None:
+    """Serve a local imitation of Tallyfy's run endpoints until Ctrl-C or SIGTERM.
+
+    It binds 127.0.0.1 unless --host says otherwise: it is a rehearsal server, with a
+    printed token, not something to expose.
+    """
+    if rate < 0:
+        raise InputError("--rate must be 0 (no limit) or a number of requests per minute")
+    # --rate is per minute whatever the window, so a shorter window keeps the same pace.
+    rate_limit = 0 if rate == 0 else max(1, round(rate * window / 60.0))
+    # Imported here: aiohttp's server side is the slowest import, and only this command uses it.
+    from bulkruns.sandbox import SandboxConfig
+
+    try:
+        config = SandboxConfig(
+            org=sandbox_org,
+            runs=runs,
+            seed=seed,
+            rate_limit=rate_limit,
+            window=window,
+            latency=latency / 1000.0,
+            jitter=jitter / 1000.0,
+            fail_before=fail_before,
+            fail_after=fail_after,
+            reset_rate=reset_rate,
+            stall_rate=stall_rate,
+            stall_seconds=stall_seconds,
+            delete_unarchived_status=int(delete_unarchived_status),
+            total_pages_quirk=total_pages_quirk,
+            links_style=links,
+        )
+        if token is not None:
+            config = dataclasses.replace(config, token=token)
+    except ValueError as exc:
+        raise InputError(f"sandbox: {exc}") from None
+    if not is_loopback_host(host):
+        click.echo(
+            f"warning: serving on {host}, not a loopback address: anyone who can reach it "
+            "can read the token below",
+            err=True,
+        )
+    try:
+        asyncio.run(_serve(config, host, port))
+    except OSError as exc:  # the port is taken, the address is not ours…
+        raise InputError(f"sandbox: cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+async def _serve(config: SandboxConfig, host: str, port: int) -> None:
+    from bulkruns.sandbox import Sandbox  # aiohttp's server side: see sandbox()
+
+    if config.runs >= 20_000:
+        click.echo(f"seeding {config.runs} runs…", err=True)
+    async with Sandbox(config, host=host, port=port) as server:
+        limit = (
+            f"{config.rate_limit} requests per {config.window:g} s"
+            if config.rate_limit
+            else "no rate limit"
+        )
+        click.echo(
+            f"bulkruns sandbox: {config.runs} runs, {limit}; Ctrl-C to stop\n"
+            f"  base URL      {server.base_url}\n"
+            f"  organisation  {server.org}\n"
+            f"  token         {server.token}\n"
+            f"  stats         {server.root_url}/_sandbox/stats\n"
+            f"export TALLYFY_BASE_URL={server.base_url}\n"
+            f"export TALLYFY_ORG_ID={server.org}\n"
+            f"export TALLYFY_ACCESS_TOKEN={server.token}"
+        )
+        sys.stdout.flush()  # a parent process may be waiting for these lines on a pipe
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for signum in signals:
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for signum in signals:
+                loop.remove_signal_handler(signum)
+    click.echo("sandbox stopped", err=True)

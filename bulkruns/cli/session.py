@@ -1,0 +1,214 @@
+"""One job run for the command line: the lock, a permanent delete's confirmation, the
+signals, the display, and the summary with its exit code.
+
+``bulkruns.cli.commands`` turns the command line into a :class:`~bulkruns.JobSpec`
+and calls :func:`run_job`, which turns the library's outcomes into what a person or a cron
+job sees (see :mod:`bulkruns.cli.summary` for the exit codes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+from dataclasses import replace
+from types import FrameType
+
+import click
+
+from bulkruns.api import Client
+from bulkruns.cli.inputs import Connection, Display, IdSource, check_new_log
+from bulkruns.cli.listing import count_runs
+from bulkruns.cli.lock import JobLock
+from bulkruns.cli.output import Reporter, make_reporter
+from bulkruns.cli.summary import (
+    EXIT_INTERRUPTED,
+    ExitError,
+    empty_summary,
+    finish,
+    print_sample,
+)
+from bulkruns.job import Job, JobSpec, Summary
+from bulkruns.model import RunFilter
+
+__all__ = ["Confirm", "interrupt_on_sigterm", "run_job"]
+
+Confirm = tuple[RunFilter | IdSource | int, bool]
+"""What a permanent delete removes (a filter, an ID file, or the size of a plan), and
+whether ``--yes`` was given."""
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM interrupt the command as Ctrl-C does (a ``KeyboardInterrupt``), so that
+    one before the job's own handlers are in place (during start-up, a delete's count, the
+    prompt) still ends it with exit 130 and one line, not the default 143.
+
+    Only the main thread can set a signal handler; elsewhere (a command run from a thread)
+    this does nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _say(display: Display, line: str) -> None:
+    """An informational line on standard error, unless quiet."""
+    if not display.quiet:
+        _tell(line)
+
+
+def _tell(line: str) -> None:
+    """A line on standard error, even when quiet."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_job(
+    conn: Connection,
+    spec: JobSpec,
+    *,
+    display: Display,
+    new_log: bool,
+    confirm_delete: Confirm | None = None,
+) -> int:
+    """Run one job and return the exit code: lock, confirm, run, summarise.
+
+    Everything that can be checked without the server is checked before the first request,
+    a delete's count included: the spec (already built), the base URL, a new log's path,
+    the lock, and the log the job comes from.
+
+    Args:
+        conn: where to send it.
+        spec: the job.
+        display: quiet and JSON output.
+        new_log: the job starts its log (a new job or an undo), rather than resuming one.
+        confirm_delete: for a permanent delete, the runs are counted and the count
+            confirmed before anything changes; it caps the job.
+
+    Raises:
+        ExitError: a refused confirmation (exit 2), a failed count (exit 3), an interruption
+            before the job started (exit 130).
+        ConfigError: bad input (exit 2).
+    """
+    journal = spec.options.journal_path
+    assert journal is not None  # the command line always keeps a log
+    if new_log:
+        check_new_log(journal)
+    client = conn.client(concurrency=spec.options.concurrency)  # validates the base URL
+    lock = JobLock(client.org, client.base_url, command=spec.operation.name)
+    with lock:
+        if confirm_delete is not None and not spec.options.dry_run:
+            count = _confirm_delete(conn, spec, confirm_delete)
+            if count == 0:
+                _say(display, "delete: no runs match the selection; nothing to do")
+                return finish(conn, empty_summary(spec.operation.name), display, journal=None)
+            # never delete more runs than the count the user agreed to
+            limit = count if spec.options.limit is None else min(spec.options.limit, count)
+            spec = replace(spec, options=spec.options.replace(limit=limit))
+        reporter = make_reporter(spec.operation.name, display)
+        job = Job.from_spec(client, spec, on_progress=reporter)  # a log of another org: exit 2
+        resume = conn.command("resume", os.path.abspath(journal))
+        try:
+            summary = asyncio.run(_run(client, job, reporter, display, resume=resume))
+        except KeyboardInterrupt:
+            raise ExitError(
+                "interrupted before the job started; nothing was changed", EXIT_INTERRUPTED
+            ) from None
+        if summary.dry_run and summary.journal is not None and not display.json:
+            print_sample(summary.journal, display)
+        return finish(conn, summary, display, journal=summary.journal)
+
+
+async def _run(
+    client: Client, job: Job, reporter: Reporter, display: Display, *, resume: str
+) -> Summary:
+    loop = asyncio.get_running_loop()
+    async with client:
+        stopping = False
+
+        def on_signal() -> None:
+            nonlocal stopping
+            if stopping:
+                # A second Ctrl-C: leave now. Every journal line is already flushed, so
+                # resume loses nothing.
+                reporter.stop()
+                sys.stderr.write(f"\ninterrupted again: exiting now; continue with: {resume}\n")
+                sys.stderr.flush()
+                os._exit(EXIT_INTERRUPTED)
+            stopping = True
+            reporter.print(
+                "stopping: no new items; letting the requests in flight finish "
+                "(press Ctrl-C again to quit at once)"
+            )
+            job.stop()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, on_signal)
+        # Named at the start, so that even a kill -9 leaves the way to resume on screen.
+        _say(
+            display,
+            f"{job.operation.name}: journal {job.options.journal} "
+            f"(if stopped, continue with: {resume})",
+        )
+        reporter.start()
+        try:
+            return await job.run()
+        finally:
+            reporter.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+            interrupt_on_sigterm()  # removing the handler restored the default (exit 143)
+
+
+def _confirm_delete(conn: Connection, spec: JobSpec, confirm: Confirm) -> int:
+    """Count what a delete would remove and have it confirmed; the count confirmed.
+
+    The count and the question (or the refusal) are shown even with ``--quiet``: a
+    permanent change is never made unseen.
+
+    Raises:
+        ExitError: no ``--yes`` and no terminal to type the count on, or a wrong count
+            typed (exit 2); the count could not be made (exit 3); interrupted (exit 130).
+    """
+    selection, yes = confirm
+    options = spec.options
+    if isinstance(selection, int):  # a plan's planned items
+        count, approx = selection, False
+    elif isinstance(selection, IdSource):
+        count, approx = selection.count, False
+    else:
+        archived = options.archived if spec.operation.selects_archived else None
+        try:
+            count = asyncio.run(count_runs(conn, selection.params(archived=archived)))
+        except KeyboardInterrupt:
+            raise ExitError("interrupted; nothing was changed", EXIT_INTERRUPTED) from None
+        approx = selection.filters_locally
+    if options.limit is not None and options.limit < count:
+        count, approx = options.limit, False
+    if count == 0:
+        return 0
+    what = f"{'up to ' if approx else ''}{count:,} run{'s' if count != 1 else ''}"
+    if yes:
+        _tell(f"delete: permanently deleting {what}")
+        return count
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise ExitError(
+            f"delete would permanently remove {what}: add --yes to confirm "
+            "(or run it on a terminal and type the count); nothing was changed"
+        )
+    try:
+        answer = click.prompt(
+            f"Permanently delete {what}? This cannot be undone. Type {count} to confirm",
+            default="",
+            show_default=False,
+            err=True,
+        )
+    except click.Abort:  # Ctrl-C or end of input at the prompt
+        raise ExitError("delete not confirmed; nothing was changed") from None
+    if answer.strip().replace(",", "") != str(count):
+        raise ExitError(f"the count typed was not {count}; nothing was changed")
+    return count

@@ -1,0 +1,221 @@
+"""The end of a command: the exit code a job's summary calls for, and the words that end it
+(the summary, the sample of a dry run's plan, the preview of a resume).
+
+Exit codes:
+
+    0    every item done
+    1    finished, some items failed (or the selection could not be proven complete)
+    2    usage, configuration or input error: nothing was sent (nothing changed)
+    3    aborted (the token was refused, the failure budget ran out, listing failed, the
+         result log could not be written); the job is resumable
+    130  interrupted (Ctrl-C, SIGTERM); the job is resumable
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import orjson
+
+from bulkruns.cli.inputs import Connection, Display
+from bulkruns.cli.output import format_duration
+from bulkruns.job import Summary
+from bulkruns.journal import JournalState, iter_records
+
+__all__ = [
+    "EXIT_ABORTED",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "ExitError",
+    "empty_summary",
+    "exit_code",
+    "finish",
+    "preview_resume",
+    "print_sample",
+    "summary_lines",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ABORTED = 3
+EXIT_INTERRUPTED = 130
+
+SAMPLE_SIZE = 10
+
+
+class ExitError(Exception):
+    """End the command with one line on standard error and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        self.message = message
+        self.code = code
+        super().__init__(message)
+
+
+def exit_code(summary: Summary) -> int:
+    """The exit code a job's summary calls for: 130 for an interruption, 3 for any other
+    abort (``auth``, ``failure-budget``, ``listing``, ``journal``…)."""
+    if summary.aborted == "interrupted":
+        return EXIT_INTERRUPTED
+    if summary.aborted is not None:
+        return EXIT_ABORTED
+    if summary.failed or summary.message:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def finish(conn: Connection, summary: Summary, display: Display, *, journal: Path | None) -> int:
+    """Print how a job ended (its summary, or one JSON object), and the commands that resume
+    or undo it; return the exit code."""
+    code = exit_code(summary)
+    resume = undo = None
+    if journal is not None:
+        log = os.path.abspath(journal)
+        if code != EXIT_OK or summary.dry_run:
+            resume = conn.command("resume", log)
+        if not summary.dry_run and summary.ok and summary.operation != "delete":
+            undo = conn.command("undo", log)
+    if display.json:
+        record = summary.to_dict()
+        record.update(exit_code=code, resume_command=resume, undo_command=undo)
+        sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
+        sys.stdout.flush()
+        return code
+    lines = summary_lines(summary, exit_code=code, resume=resume, undo=undo)
+    if display.quiet:
+        if code != EXIT_OK:
+            sys.stderr.write("\n".join(lines) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
+    return code
+
+
+def empty_summary(operation: str) -> Summary:
+    """The summary of a job that had nothing to do, found with one request."""
+    return Summary(
+        operation=operation,
+        journal=None,
+        ok=0,
+        failed=0,
+        skipped=0,
+        planned=0,
+        requests=1,
+        retries=0,
+        throttled=0,
+        elapsed=0.0,
+        sweeps=1,
+        verified=True,
+        aborted=None,
+        message=None,
+        dry_run=False,
+    )
+
+
+def print_sample(journal: Path, display: Display) -> None:
+    """The first few runs of a dry run's plan."""
+    sample: list[str] = []
+    for record in iter_records(journal):
+        if record.get("type") == "item" and record.get("outcome") == "planned":
+            before = record.get("before")
+            extra = f"  {orjson.dumps(before).decode()}" if before else ""
+            sample.append(f"  {record['id']}{extra}")
+            if len(sample) >= SAMPLE_SIZE:
+                break
+        elif record.get("type") == "planned":
+            break
+    if sample and not display.quiet:
+        print("sample of the plan:", *sample, sep="\n")
+
+
+def preview_resume(path: Path, state: JournalState, display: Display) -> int:
+    """What resuming a log would do, from the log alone: nothing is sent, nothing written.
+
+    Items done are skipped; failed, unfinished and planned ones are retried or applied; a
+    job that selected runs with a query lists it again, which only the server can count.
+
+    The log has been checked as resume checks it (:meth:`~bulkruns.JobSpec.resume`).
+    """
+    header = state.header
+    counts = state.counts
+    query = not state.pinned and header.get("filter") is not None
+    preview = {
+        "log": str(path),
+        "operation": header.get("operation"),
+        "done": len(state.done),
+        "to_do": len(state.pending),
+        "failed": counts.get("failed", 0),
+        "unfinished": counts.get("unfinished", 0),
+        "planned": counts.get("planned", 0),
+        "query_listed_again": query,
+    }
+    if display.json:
+        sys.stdout.buffer.write(orjson.dumps(preview) + b"\n")
+        sys.stdout.flush()
+        return EXIT_OK
+    lines = [
+        f"resume would {preview['operation']} {len(state.pending):,} runs from {path}: "
+        f"failed {preview['failed']:,}, unfinished {preview['unfinished']:,}, "
+        f"not started {preview['planned']:,}",
+        f"  already done, left alone: {len(state.done):,}",
+        "  then it lists the job's query again, for runs that match it now (uncounted here)"
+        if query
+        else "  only the runs in the log: there is no query to list again",
+        "  a preview: nothing was sent, and the log is unchanged",
+    ]
+    print(*lines, sep="\n")
+    return EXIT_OK
+
+
+def summary_lines(
+    summary: Summary,
+    *,
+    exit_code: int,
+    resume: str | None = None,
+    undo: str | None = None,
+) -> list[str]:
+    """The words that end a job: outcome, counts, speed, requests, log, next commands."""
+    s = summary
+    if s.dry_run:
+        verb = {"archive": "archived", "activate": "activated", "update": "updated"}
+        head = f"dry run: {s.planned:,} runs would be {verb.get(s.operation, 'deleted')}"
+    elif s.aborted == "interrupted":
+        head = f"{s.operation} interrupted"
+    elif s.aborted is not None:
+        head = f"{s.operation} aborted ({s.aborted})"
+    elif exit_code == 0:
+        head = f"{s.operation} done"
+    elif s.failed:
+        head = f"{s.operation} finished with failures"
+    else:
+        head = f"{s.operation} finished"
+    if s.message and not s.dry_run and s.aborted is None:
+        # Every item went through, yet the last pass still found new runs (the sweep bound):
+        # the job cannot say that nothing matching is left.
+        head += (", and" if s.failed else ", but") + " the selection could not be proven complete"
+    lines = [head + (f": {s.message}" if s.message else "")]
+    if not s.dry_run:
+        lines.append(f"  ok {s.ok:,}  failed {s.failed:,}  skipped {s.skipped:,}")
+    lines.append(
+        f"  elapsed {format_duration(s.elapsed)}  {s.items_per_second:,.1f} items/s  "
+        f"requests {s.requests:,}  retries {s.retries:,}  429s {s.throttled:,}"
+    )
+    if s.sweeps and s.aborted is None:
+        check = (
+            "nothing matching is left"
+            if s.verified and not s.dry_run
+            else ("the whole selection was listed" if s.verified else "not verified")
+        )
+        lines.append(f"  passes over the query {s.sweeps}: {check}")
+    if s.journal is not None:
+        lines.append(f"  journal: {s.journal}")
+    if resume:
+        lines.append(f"  {'apply the plan' if s.dry_run else 'resume'}: {resume}")
+    if undo:
+        lines.append(f"  undo: {undo}")
+    return lines

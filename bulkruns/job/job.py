@@ -1,0 +1,318 @@
+"""The job: select runs, apply one operation to each, record every outcome.
+
+A job streams its selection (:mod:`bulkruns.select`) into a bounded queue that a pool of
+workers drains (:mod:`bulkruns.job.pool`), each run handled by the operation's steps
+(:mod:`bulkruns.job.apply`). Listing and changes share one pacer, so the whole job stays
+under Tallyfy's rate limit. Every outcome goes to the result log as it happens
+(:mod:`bulkruns.job.record`), so a job that stops for any reason, a ``kill -9`` included,
+can be resumed from its log, and a finished one undone.
+
+A job stops early in one way: :meth:`Job._abort` records why and cancels the job's scope,
+and every task of the job ends at its next wait. :meth:`Job.stop` is gentler: no new run is
+taken, and those in hand get ``options.grace`` seconds to finish.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import NoReturn, TypeVar
+
+import anyio
+
+from bulkruns.api import Client, Page
+from bulkruns.errors import APIError, AuthError, TransportError
+from bulkruns.job.apply import Applier
+from bulkruns.job.options import JobOptions
+from bulkruns.job.pool import Pool
+from bulkruns.job.record import Recorder
+from bulkruns.job.spec import JobSpec
+from bulkruns.job.tally import Tally
+from bulkruns.job.values import ProgressHook, Summary
+from bulkruns.journal import JournalState
+from bulkruns.model import ItemResult, Operation, RunFilter, Work
+from bulkruns.pace import Attempts, Pacer, RetryPolicy, send_paced
+from bulkruns.select import Coverage, Outlet, Sweeper, feed
+
+__all__ = ["Job"]
+
+T = TypeVar("T")
+
+
+class Job:
+    """One bulk operation over a selection of runs.
+
+    Build it with ``Job(client, operation, selection, options)`` for a new job, with
+    ``Job.resume`` / ``Job.undo`` from a result log, or with ``Job.from_spec``; then
+    ``await job.run()``. Building one sends nothing and needs no event loop.
+
+    Args:
+        client: a ``Client`` (open by the time the job runs).
+        operation: what to do to each run.
+        selection: a ``RunFilter``, or run IDs (32 lowercase hex characters each).
+        options: how to run.
+        on_progress: called with a ``Progress`` after each item and at each stage.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        operation: Operation,
+        selection: RunFilter | Iterable[str],
+        options: JobOptions | None = None,
+        *,
+        on_progress: ProgressHook | None = None,
+    ) -> None:
+        self._prepare(client, JobSpec.new(operation, selection, options), on_progress)
+
+    @classmethod
+    def from_spec(
+        cls, client: Client, spec: JobSpec, *, on_progress: ProgressHook | None = None
+    ) -> Job:
+        """The job a :class:`JobSpec` describes.
+
+        Raises:
+            JournalError: the spec comes from a log of another organisation or server.
+        """
+        job = cls.__new__(cls)
+        job._prepare(client, spec, on_progress)
+        return job
+
+    @classmethod
+    def resume(
+        cls,
+        client: Client,
+        journal: str | os.PathLike[str],
+        options: JobOptions | None = None,
+        *,
+        on_progress: ProgressHook | None = None,
+        state: JournalState | None = None,
+    ) -> Job:
+        """The job a result log describes, continued in it (see :meth:`JobSpec.resume`).
+
+        Raises:
+            JournalError: the log is unreadable, belongs to another organisation or server,
+                or holds a plan that was cut short.
+        """
+        spec = JobSpec.resume(journal, options, state=state)
+        return cls.from_spec(client, spec, on_progress=on_progress)
+
+    @classmethod
+    def undo(
+        cls,
+        client: Client,
+        journal: str | os.PathLike[str],
+        options: JobOptions | None = None,
+        *,
+        on_progress: ProgressHook | None = None,
+        state: JournalState | None = None,
+    ) -> Job:
+        """The job that reverses a finished one, from its log (see :meth:`JobSpec.undo`).
+
+        Raises:
+            JournalError: the log is unreadable or belongs to another organisation or server.
+            ConfigError: the job was a permanent delete, which nothing undoes.
+        """
+        spec = JobSpec.undo(journal, options, state=state)
+        return cls.from_spec(client, spec, on_progress=on_progress)
+
+    def _prepare(self, client: Client, spec: JobSpec, on_progress: ProgressHook | None) -> None:
+        spec.check_owner(client.org, client.base_url)
+        self.client = client
+        self.spec = spec
+        self.operation = spec.operation
+        self.options = options = spec.options
+        self._on_progress = on_progress
+        self._pacer = Pacer(options.rate)
+        self._policy = RetryPolicy(
+            max_attempts=options.max_attempts, max_elapsed=options.max_elapsed
+        )
+        self._pool = Pool(options.concurrency)
+        self._coverage = Coverage()
+        self._tally = Tally(spec.operation.name, self._coverage)
+        self._recorder = Recorder(
+            options.journal_path,
+            resumed=spec.resumed is not None,
+            tally=self._tally,
+            on_item=self._report,
+            on_failure=functools.partial(self._abort, "journal"),
+        )
+        self._applier = Applier(
+            client,
+            spec.operation,
+            self._attempt,
+            self._recorder,
+            dry_run=options.dry_run,
+            plan_written=spec.query is None,
+        )
+        self._stopped: tuple[str, str] | None = None  # why the job stops early, and a sentence
+        self._scope: anyio.CancelScope | None = None
+        self._feed_scope: anyio.CancelScope | None = None
+        # the runs met so far, as ints: the one thing a job keeps per run
+        resumed = spec.resumed
+        self._seen: set[int] = set(resumed.done) | set(resumed.pending) if resumed else set()
+        # the runs this session may still take: the job's limit, less those done before
+        self._limit = options.limit
+        if self._limit is not None and resumed is not None:
+            self._limit = max(0, self._limit - len(resumed.done))
+        self._ran = False
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop taking new items; in-flight ones get ``options.grace`` seconds to finish.
+
+        Safe to call from a signal handler running in the event loop. ``run`` then returns a
+        summary with ``aborted="interrupted"``.
+        """
+        if self._stopped is None:
+            self._stopped = ("interrupted", "stopped on request; resume the job to finish it")
+        if self._feed_scope is not None:
+            self._feed_scope.cancel()
+        self._pool.stop(self.options.grace)
+
+    def _abort(self, reason: str, message: str) -> None:
+        """Stop the job now: record why (over an interruption, which is the mildest reason),
+        and cancel its scope."""
+        if self._stopped is None or self._stopped[0] == "interrupted":
+            self._stopped = (reason, message)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _halt(self, reason: str, message: str) -> NoReturn:
+        """Abort the job and end the calling task, which the cancelled scope stops."""
+        self._abort(reason, message)
+        await anyio.sleep_forever()
+        raise AssertionError("a cancelled scope ends every wait")  # pragma: no cover
+
+    # -- running -------------------------------------------------------------------------
+
+    async def run(self) -> Summary:
+        """Run the job to its end, an abort, or ``stop``.
+
+        Returns:
+            the session's summary, also written as the journal's last line.
+
+        Raises:
+            ConfigError: bad input found before any request (an ID that is not a run ID, a
+                log that already exists for a new job).
+        """
+        if self._ran:
+            raise RuntimeError("a Job runs once; build another to run again")
+        self._ran = True
+        self._tally.start()
+        self._recorder.open()
+        try:
+            with anyio.CancelScope() as self._scope:
+                plan = self._recorder.begin(self.spec, self.client, limit=self._limit)
+                async with anyio.create_task_group() as ticker:
+                    ticker.start_soon(self._recorder.keep_synced)
+                    await self._pipeline(plan)
+                    ticker.cancel_scope.cancel()
+            if self.spec.query is not None and self.options.dry_run and self._stopped is None:
+                self._recorder.plan_end()
+        except anyio.get_cancelled_exc_class():
+            if self._stopped is None:
+                self._stopped = ("interrupted", "cancelled; resume the job to finish it")
+            raise
+        finally:
+            self._recorder.close(self._summary().to_dict())
+        return self._summary()
+
+    async def _pipeline(self, plan: Iterable[Work] | None) -> None:
+        send, receive = anyio.create_memory_object_stream[Work](self.options.concurrency)
+        outlet = Outlet(send, limit=self._limit)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._feed, outlet, plan)
+            await self._pool.run(receive, self._handle, outlet.finished)
+
+    async def _feed(self, outlet: Outlet, plan: Iterable[Work] | None) -> None:
+        spec, options = self.spec, self.options
+        sweep = None
+        if spec.query is not None:
+            sweep = Sweeper(
+                spec.query,
+                spec.operation,
+                fetch=self._fetch,
+                outlet=outlet,
+                coverage=self._coverage,
+                seen=self._seen,
+                archived=options.archived,
+                max_sweeps=options.max_sweeps,
+                page_concurrency=options.page_concurrency,
+                dry_run=options.dry_run,
+                on_progress=self._report,
+            ).run
+        # a resumed filter job retries its failed and unfinished items first
+        retry = spec.resumed.pending.values() if spec.resumed and spec.query else ()
+        with anyio.CancelScope() as self._feed_scope:
+            if self._stopped is not None:
+                self._feed_scope.cancel()  # stopped before it started
+            await feed(
+                outlet,
+                self._coverage,
+                retry=retry,
+                plan=plan,
+                sweep=sweep,
+                on_progress=self._report,
+            )
+
+    async def _fetch(self, params: Sequence[tuple[str, str]], number: int) -> Page:
+        list_runs = functools.partial(
+            self.client.list_runs, params, page=number, per_page=self.options.per_page
+        )
+        try:
+            return await self._attempt(list_runs, Attempts())
+        except (APIError, TransportError) as exc:
+            await self._halt("listing", f"listing page {number} failed: {exc}")
+
+    async def _handle(self, work: Work) -> None:
+        result = await self._applier.handle(work)
+        budget = self.options.max_failures
+        if result is None or result.outcome != "failed" or budget is None:
+            return
+        if self._tally.counts["failed"] > budget:
+            self._abort(
+                "failure-budget",
+                f"more than {budget} items failed (the last: {result.error}); "
+                "fix the cause, then resume the job",
+            )
+
+    async def _attempt(self, request: Callable[[], Awaitable[T]], attempts: Attempts) -> T:
+        """Send one request through the job's pacer, retrying as its policy allows."""
+        try:
+            return await send_paced(
+                request,
+                self._pacer,
+                self._policy,
+                attempts,
+                on_send=self._tally.sent,
+                on_error=self._failed_attempt,
+            )
+        except AuthError as exc:
+            await self._halt(
+                "auth",
+                f"Tallyfy refused the access token ({exc}); check TALLYFY_ACCESS_TOKEN "
+                "or --token-file, then resume the job",
+            )
+
+    def _failed_attempt(self, error: APIError | TransportError, retrying: bool) -> None:
+        self._tally.failed_attempt(error, retrying)
+        if retrying:
+            self._report()
+
+    # -- reporting -----------------------------------------------------------------------
+
+    def _report(self, item: ItemResult | None = None) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self._tally.progress(self._pacer.current_rate, item))
+
+    def _summary(self) -> Summary:
+        reason, message = self._stopped or (None, None)
+        return self._tally.summary(
+            journal=self._recorder.path,
+            aborted=reason,
+            message=message,
+            dry_run=self.options.dry_run,
+        )

@@ -1,0 +1,120 @@
+"""Selection by query: sweep it until a pass finds nothing new, handing each new match over.
+
+Tallyfy's pages are offsets into the live result set, so a job's own changes shift them.
+Each pass fetches page 1, then the others from the last one down (see
+:func:`~bulkruns.select.pages.list_pages`), and dedupes the runs it meets. The query is
+swept again until a pass made while no change was in flight finds nothing new: that pass
+saw the live set exactly, and is the job's proof that nothing matching was left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bulkruns.api import Page
+from bulkruns.model import ArchivedStyle, Operation, RunFilter, Work, id_key, is_run_id
+from bulkruns.select.feed import Coverage, Outlet
+from bulkruns.select.pages import Fetch, list_pages
+
+__all__ = ["Sweeper"]
+
+
+class Sweeper:
+    """Lists a query pass after pass, handing every new matching run to the outlet.
+
+    Args:
+        query: the filter.
+        operation: what the job does; it says whether archived runs are selected, what
+            before-state to keep, and which runs already hold what it sets.
+        fetch: fetches one page, paced and retried (a failure aborts the job).
+        outlet: where new runs go.
+        coverage: updated as the passes go.
+        seen: keys of the runs met already (a resumed job's included); updated.
+        archived: how archived runs are listed.
+        max_sweeps: passes before giving up the proof.
+        page_concurrency: pages fetched at once.
+        dry_run: nothing changes, so one pass sees the whole selection.
+        on_progress: called when there is news (the first page's total).
+    """
+
+    def __init__(
+        self,
+        query: RunFilter,
+        operation: Operation,
+        *,
+        fetch: Fetch,
+        outlet: Outlet,
+        coverage: Coverage,
+        seen: set[int],
+        archived: ArchivedStyle,
+        max_sweeps: int,
+        page_concurrency: int,
+        dry_run: bool,
+        on_progress: Callable[[], None],
+    ) -> None:
+        self._query = query
+        self._operation = operation
+        self._fetch = fetch
+        self._outlet = outlet
+        self._coverage = coverage
+        self._seen = seen
+        self._params = query.params(archived=archived if operation.selects_archived else None)
+        self._max_sweeps = max_sweeps
+        self._page_concurrency = page_concurrency
+        self._dry_run = dry_run
+        self._on_progress = on_progress
+        self._new = 0
+
+    async def run(self) -> None:
+        """Sweep until a quiet pass finds nothing new, the limit is reached, or the passes
+        run out (which ``coverage.message`` then says)."""
+        coverage, outlet = self._coverage, self._outlet
+        if outlet.full:
+            return  # the job has taken all the runs its limit allows
+        coverage.listing = True
+        while coverage.sweeps < self._max_sweeps:
+            coverage.sweeps += 1
+            quiet = outlet.in_flight == 0
+            self._new = 0
+            if not await list_pages(
+                self._fetch, self._params, self._take, concurrency=self._page_concurrency
+            ):
+                return  # the limit was reached: the rest is left for another job
+            if self._dry_run or (self._new == 0 and quiet):
+                # nothing changed while this pass listed, so it saw the live set exactly
+                coverage.verified = True
+                return
+            await outlet.drained()
+        coverage.message = (
+            f"the query still found new runs after {coverage.sweeps} passes; "
+            "resume the job to carry on"
+        )
+
+    async def _take(self, page: Page) -> bool:
+        """Hand over a page's new matching runs; False once the limit is reached."""
+        coverage, outlet = self._coverage, self._outlet
+        if page.current_page == 1:
+            if coverage.sweeps == 1 and not self._query.filters_locally:
+                total = max(page.total, outlet.emitted)
+                coverage.total = total if outlet.limit is None else min(total, outlet.limit)
+            self._on_progress()
+        operation, seen = self._operation, self._seen
+        for run in page.runs:
+            run_id = run.get("id")
+            if not isinstance(run_id, str) or not is_run_id(run_id):
+                continue
+            key = id_key(run_id)
+            if key in seen:
+                continue
+            seen.add(key)
+            if not self._query.accepts(run):
+                continue
+            work = Work(run_id, before=operation.before(run))
+            if operation.already_done(run):
+                work.skip = "already as requested"
+            if not await outlet.emit(work):
+                return False
+            self._new += 1
+        if coverage.total is not None and outlet.emitted > coverage.total:
+            coverage.total = outlet.emitted
+        return True

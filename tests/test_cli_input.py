@@ -49,6 +49,8 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["archive", "--created-before", "last tuesday"], {}, "'last tuesday' is not a date"),
     (["archive", "--updated-before", "2025-13-45"], {}, "'2025-13-45' is not a date"),
     (["list", "--created-before", "soon"], {}, "'soon' is not a date"),
+    (["archive", "--updated-before", "6m"], {}, "'m' could be minutes or months"),
+    (["archive", "--status", "archived"], {}, "--status archived would select none"),
     (["archive", "--owners", "a,,b"], {}, "--owners takes IDs separated by commas"),
     (["activate", "--status", "active"], {}, "--status active cannot be combined"),
     (["delete", "--status", "complete"], {}, "add --archive-first"),

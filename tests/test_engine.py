@@ -3,71 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from engine_support import FAST, complete, ids_with, items, records, run, serve
 
 from bulkruns.api import Client, Reply
 from bulkruns.errors import ConfigError, JournalError
-from bulkruns.job import Job, JobOptions, Progress, Summary, check_owner
+from bulkruns.job import Job, JobOptions, Progress, check_owner
 from bulkruns.journal import read_journal
 from bulkruns.model import Operation, RunFilter
-from bulkruns.sandbox import Sandbox, SandboxConfig
 
 pytestmark = pytest.mark.anyio
-
-FAST = {"rate": 0.0, "concurrency": 8}
-
-
-@asynccontextmanager
-async def serve(**config: Any) -> AsyncIterator[tuple[Sandbox, Client]]:
-    config.setdefault("rate_limit", 0)
-    async with Sandbox(SandboxConfig(**config)) as sandbox:
-        client = Client(
-            org=sandbox.org, token=sandbox.token, base_url=sandbox.base_url, read_timeout=2.0
-        )
-        async with client:
-            yield sandbox, client
-
-
-def ids_with(sandbox: Sandbox, predicate: Callable[[dict[str, Any]], bool]) -> set[str]:
-    found = set()
-    for run_id in sandbox.state.store.ids():
-        run = sandbox.state.run(run_id)
-        if run is not None and predicate(run):
-            found.add(run_id)
-    return found
-
-
-def records(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
-
-
-def items(path: Path, outcome: str | None = None) -> list[dict[str, Any]]:
-    return [
-        r
-        for r in records(path)
-        if r["type"] == "item" and (outcome is None or r["outcome"] == outcome)
-    ]
-
-
-async def run(
-    client: Client,
-    operation: Operation,
-    selection: Any,
-    journal: Path | None = None,
-    **options: Any,
-) -> Summary:
-    opts = JobOptions(**{**FAST, **options}, journal=journal)
-    return await Job(client, operation, selection, opts).run()
-
-
-def complete(run: dict[str, Any]) -> bool:
-    return run["status"] == "complete" and run["archived_at"] is None
 
 
 @pytest.mark.parametrize("per_page", [100, 7])

@@ -5,7 +5,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bulkruns.errors import ConfigError
-from bulkruns.model import Operation, RunFilter, is_run_id, parse_when, read_ids, validate_fields
+from bulkruns.model import (
+    Operation,
+    RunFilter,
+    is_run_id,
+    parse_duration,
+    parse_when,
+    read_ids,
+    validate_fields,
+)
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -14,12 +22,38 @@ def test_parse_when_reads_ages_and_iso() -> None:
     assert parse_when("90d", now=NOW) == NOW - timedelta(days=90)
     assert parse_when("12h", now=NOW) == NOW - timedelta(hours=12)
     assert parse_when("2w", now=NOW) == NOW - timedelta(weeks=2)
+    assert parse_when("30min", now=NOW) == NOW - timedelta(minutes=30)
+    assert parse_when("45s", now=NOW) == NOW - timedelta(seconds=45)
+    # months and years are calendar ones, clamped to a shorter month's last day
+    assert parse_when("6mo", now=NOW) == datetime(2025, 12, 1, 12, 0, tzinfo=UTC)
+    assert parse_when("1y", now=NOW) == datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+    may_31 = datetime(2026, 5, 31, tzinfo=UTC)
+    assert parse_when("3mo", now=may_31) == datetime(2026, 2, 28, tzinfo=UTC)
+    assert parse_when("2 D", now=NOW) == NOW - timedelta(days=2)
     assert parse_when("2025-01-31") == datetime(2025, 1, 31, tzinfo=UTC)
     assert parse_when("2025-01-31T18:00:00Z") == datetime(2025, 1, 31, 18, tzinfo=UTC)
     assert parse_when("2025-01-31T18:00:00+02:00").utcoffset() == timedelta(hours=2)
 
 
-@pytest.mark.parametrize("text", ["yesterday", "90", "d90", "2025-13-01", "12y"])
+def test_a_bare_m_is_refused_as_ambiguous() -> None:
+    # written for six months, read as six minutes, it would select nearly everything
+    with pytest.raises(ConfigError, match="could be minutes or months; write 6min or 6mo"):
+        parse_when("6m")
+    with pytest.raises(ConfigError, match="counted whole"):
+        parse_when("1.5mo")
+
+
+def test_durations_for_waits() -> None:
+    assert parse_duration("90s") == 90.0
+    assert parse_duration("30min") == 1800.0
+    assert parse_duration("1h") == 3600.0
+    assert parse_duration("2") == 2.0
+    for text in ("6m", "1mo", "soon", ""):
+        with pytest.raises(ConfigError, match=r"minutes or months|not a duration"):
+            parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["yesterday", "90", "d90", "2025-13-01", "12x", "1 fortnight"])
 def test_parse_when_refuses_nonsense(text: str) -> None:
     with pytest.raises(ConfigError, match="not a date or an age"):
         parse_when(text)
@@ -62,12 +96,15 @@ def test_params_encode_every_server_filter() -> None:
 
 def test_archived_selection_in_both_styles() -> None:
     assert RunFilter().params(archived="status") == [("status", "archived")]
-    assert RunFilter(status="complete").params(archived="only") == [
+    assert RunFilter().params(archived="only") == [("archived", "only")]
+    assert RunFilter(status="archived", tag="t").params(archived="only") == [
         ("archived", "only"),
-        ("status", "complete"),
+        ("tag", "t"),
     ]
-    with pytest.raises(ConfigError, match="cannot be combined"):
-        RunFilter(status="complete").params(archived="status")
+    # an archived run shows no status of before, so such a filter could not be checked
+    for style in ("status", "only"):
+        with pytest.raises(ConfigError, match="--status complete cannot be combined"):
+            RunFilter(status="complete").params(archived=style)  # type: ignore[arg-type]
 
 
 def test_unknown_status_is_refused() -> None:

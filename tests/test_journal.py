@@ -589,3 +589,15 @@ def test_a_full_disk_is_a_journal_error_and_stops_further_writes() -> None:
         writer.write({"type": "summary"})
     writer.close()  # a failed writer closes quietly
     assert writer.closed
+
+
+def test_a_new_log_is_created_exclusively(log: Path) -> None:
+    log.write_bytes(orjson.dumps(HEADER) + b"\n")
+    before = log.read_bytes()
+    with pytest.raises(JournalError, match="already exists: resume it"):
+        JournalWriter(log, new=True)
+    assert log.read_bytes() == before  # the other job's log is left as it was
+    fresh = log.with_name("fresh.jsonl")
+    with JournalWriter(fresh, new=True) as writer:
+        writer.write(HEADER)
+    assert read_journal(fresh).header == HEADER

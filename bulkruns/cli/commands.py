@@ -191,9 +191,9 @@ def undo_command(source: str, **kw: Any) -> int:
 @click.option(
     "--archived-style",
     type=click.Choice(ARCHIVED_STYLES),
-    default="status",
+    default="only",
     show_default=True,
-    help="With --status archived: list with status=archived or archived=only.",
+    help="With --status archived: list with archived=only or status=archived.",
 )
 @click.option("--ids-file", hidden=True)  # only to say why it is not taken
 @guarded

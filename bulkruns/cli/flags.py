@@ -136,7 +136,8 @@ def job_flags(*, log: bool = True, dry_run: bool = True) -> Decorator:
         click.option(
             "--archived-style",
             type=click.Choice(ARCHIVED_STYLES),
-            help="List archived runs with status=archived or archived=only [status].",
+            help="How archived runs are listed: archived=only, as Tallyfy's clients do, "
+            "or status=archived [only].",
         ),
         click.option("--per-page", type=int, help="Runs per list page [100]."),
     ]

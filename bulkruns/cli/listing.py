@@ -9,7 +9,6 @@ import functools
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
 
 import orjson
 
@@ -65,10 +64,7 @@ def list_runs(
     limit: int | None,
 ) -> int:
     """Print the runs a filter selects as JSON lines on standard output; the exit code."""
-    if selection.status == "archived" and archived == "only":
-        params = replace(selection, status=None).params(archived="only")
-    else:
-        params = selection.params()
+    params = selection.params(archived=archived if selection.status == "archived" else None)
     client = conn.client(concurrency=1)
     try:
         return asyncio.run(_list(client, selection, params, rate, per_page, limit))

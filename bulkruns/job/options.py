@@ -38,8 +38,9 @@ class JobOptions:
         limit: process at most this many items.
         journal: the result log's path; None keeps no log (the job cannot be resumed).
         dry_run: list and record the plan, change nothing.
-        archived: how archived runs are listed, ``status`` (status=archived) or ``only``
-            (archived=only).
+        archived: how archived runs are listed: ``only`` (``archived=only``, as Tallyfy's own
+            clients do) or ``status`` (``status=archived``, as its docs say, which servers
+            have been seen to ignore).
         per_page: runs per list page (Tallyfy allows at most 100).
         max_sweeps: passes over the query before the job gives up proving it is complete.
         page_concurrency: list pages fetched at once.
@@ -57,7 +58,7 @@ class JobOptions:
     limit: int | None = None
     journal: str | os.PathLike[str] | None = None
     dry_run: bool = False
-    archived: ArchivedStyle = "status"
+    archived: ArchivedStyle = "only"
     per_page: int = 100
     max_sweeps: int = 10
     page_concurrency: int = 4

@@ -72,9 +72,8 @@ class Recorder:
         """
         if self._path is None:
             return
-        if not self._resumed and self._path.exists():
-            raise ConfigError(f"{self._path} already exists: resume it, or choose another --log")
-        self._journal = JournalWriter(self._path)
+        # fsyncs happen in a worker thread (keep_synced), off the event loop
+        self._journal = JournalWriter(self._path, new=not self._resumed, sync_on_write=False)
 
     def begin(self, spec: JobSpec, client: Client, *, limit: int | None) -> Iterable[Work] | None:
         """Start the session's part of the log: a new job's header and any pinned plan, with
@@ -158,11 +157,15 @@ class Recorder:
         self._on_item(result)
 
     async def keep_synced(self) -> None:
-        """fsync the log at least every second, even while nothing is written."""
-        while self._journal is not None:
+        """fsync the log at least every second, in a worker thread, so that a slow disk
+        never holds up the event loop."""
+        journal = self._journal
+        while journal is not None:
             await anyio.sleep(_SYNC_TICK)
+            if not journal.sync_due:
+                continue
             try:
-                self._journal.sync_if_due()
+                await anyio.to_thread.run_sync(journal.fsync)
             except JournalError as exc:
                 self._failed(exc)
                 return

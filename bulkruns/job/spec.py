@@ -55,6 +55,13 @@ class JobSpec:
             raise ConfigError("update needs at least one field to set, such as --set starred=true")
         if self.query is not None and operation.selects_archived:
             self.query.params(archived=self.options.archived)  # raises on a conflicting status
+        elif self.query is not None and self.query.status == "archived":
+            what = "live runs, then deletes them" if operation.archive_first else "live runs"
+            raise ConfigError(
+                f"{operation.name} selects {what}, so --status archived would select none "
+                "(Tallyfy answers 404 for an archived run); activate and delete select them",
+                setting="status",
+            )
 
     @classmethod
     def new(

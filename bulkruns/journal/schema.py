@@ -168,7 +168,8 @@ class JournalState:
             or skipped.
         pending: key -> the run still to do (planned, claimed or failed last), in the
             order the items first appeared.
-        pinned: the log holds planned items (a plan, an ID-file job, an undo job).
+        pinned: the log holds a plan (a dry run, an ID-file job, an undo job): resuming it
+            applies exactly the plan's runs, even when there are none.
         plan_complete: the ``{"type":"planned"}`` marker that ends the pinned items was seen.
         counts: the number of items per last outcome: ok, failed, skipped, planned, and
             unfinished (claimed without an outcome).
@@ -249,6 +250,9 @@ def fold(header: Record, records: Iterator[Parsed], *, where: str) -> tuple[Jour
                 f"result log {where}: item {record['id']} has an unknown outcome "
                 f"{outcome!r} (expected one of {', '.join(sorted(OUTCOMES))})"
             )
+    # A plan is exactly its runs, even none: a dry run's log, or any log whose plan was
+    # closed, is pinned however few planned items it holds.
+    state.pinned = state.pinned or state.plan_complete or header.get("dry_run") is True
     by_kind = Counter(item[0] for item in opened.values())
     state.pending = {key: Work(*item[1:]) for key, item in opened.items()}
     state.counts = {

@@ -35,12 +35,17 @@ class JournalWriter:
 
     Args:
         path: the log; created if missing, appended to otherwise.
+        new: create the log, exclusively: a log that exists already is refused, so two jobs
+            can never write one file.
         fsync_interval: the longest time, in seconds, written records may wait for an fsync.
+        sync_on_write: fsync from :meth:`write` when one is due. A job turns it off and
+            calls :meth:`fsync` from a worker thread instead, so that a slow disk never
+            blocks its event loop.
         clock: monotonic seconds; replace it in tests.
 
     Raises:
-        JournalError: the file cannot be opened or written (a full disk, say); after a
-            failed write the writer refuses every further one.
+        JournalError: the file cannot be opened or written (a full disk, say), or a new log
+            exists already; after a failed write the writer refuses every further one.
     """
 
     path: Path
@@ -49,21 +54,28 @@ class JournalWriter:
         self,
         path: str | os.PathLike[str],
         *,
+        new: bool = False,
         fsync_interval: float = 1.0,
+        sync_on_write: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = Path(path)
         self._interval = fsync_interval
+        self._sync_on_write = sync_on_write
         self._clock = clock
         try:
-            created = not self.path.exists()
+            created = new or not self.path.exists()
             if not created:
                 with self.path.open("r+b") as existing:
                     _repair_tail(existing)
-            self._file: BinaryIO | None = self.path.open("ab")
+            self._file: BinaryIO | None = self.path.open("xb" if new else "ab")
             if created:
                 # The new directory entry must survive a crash too, or the log is lost.
                 _fsync_dir(self.path.parent)
+        except FileExistsError:
+            raise JournalError(
+                f"{self.path} already exists: resume it, or choose another --log"
+            ) from None
         except OSError as exc:
             raise JournalError(
                 f"cannot write the result log {self.path}: {exc.strerror or exc}"
@@ -108,12 +120,28 @@ class JournalWriter:
             file.flush()
         except OSError as exc:
             self._fail(exc)
-        self.sync_if_due()
+        if self._sync_on_write:
+            self.sync_if_due()
+
+    @property
+    def sync_due(self) -> bool:
+        """Whether ``fsync_interval`` seconds have passed since the last fsync."""
+        return self._clock() - self._last_sync >= self._interval
 
     def sync_if_due(self) -> None:
         """fsync if at least ``fsync_interval`` seconds have passed since the last fsync."""
-        if self._clock() - self._last_sync >= self._interval:
+        if self.sync_due:
             self.sync()
+
+    def fsync(self) -> None:
+        """fsync what has been written, and nothing else: safe from another thread while
+        this one writes (every record was flushed to the operating system already)."""
+        file = self._open_file()
+        try:
+            os.fsync(file.fileno())
+        except OSError as exc:
+            self._fail(exc)
+        self._last_sync = self._clock()
 
     def sync(self) -> None:
         """Flush and fsync now."""

@@ -11,9 +11,10 @@ from bulkruns.model.operations import (
     Step,
     validate_fields,
 )
-from bulkruns.model.when import parse_timestamp, parse_when
+from bulkruns.model.when import AGE_UNITS, parse_duration, parse_timestamp, parse_when
 
 __all__ = [
+    "AGE_UNITS",
     "ARCHIVED_STYLES",
     "STATUSES",
     "UPDATABLE_FIELDS",
@@ -28,6 +29,7 @@ __all__ = [
     "id_key",
     "id_str",
     "is_run_id",
+    "parse_duration",
     "parse_timestamp",
     "parse_when",
     "read_ids",

@@ -83,14 +83,16 @@ class RunFilter:
         out: list[tuple[str, str]] = []
         status = self.status
         if archived is not None:
-            if status not in (None, "archived") and archived == "status":
+            if status not in (None, "archived"):
                 raise ConfigError(
-                    f"archived runs are selected with status=archived, so --status {status} "
-                    "cannot be combined with it; use the archived=only style to keep it"
+                    "archived runs are selected whatever their status was before they were "
+                    f"archived, so --status {status} cannot be combined with selecting them",
+                    setting="status",
                 )
             if archived == "status":
                 status = "archived"
             else:
+                status = None
                 out.append(("archived", "only"))
         scalars = (
             ("q", self.q),

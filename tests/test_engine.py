@@ -345,15 +345,17 @@ async def test_a_page_that_cannot_be_listed_aborts_cleanly(tmp_path: Path) -> No
         assert sandbox.state.count("list", 429) >= 1
 
 
-async def test_undo_skips_runs_without_a_before_state_and_undoes_an_undo(tmp_path: Path) -> None:
+async def test_undo_restores_an_id_list_update_and_undoes_an_undo(tmp_path: Path) -> None:
     async with serve(runs=120) as (sandbox, client):
         live = sorted(ids_with(sandbox, lambda r: r["archived_at"] is None))
         by_id, by_filter = live[:3], RunFilter(status="active")
+        summaries = {i: sandbox.state.run(i)["summary"] for i in by_id}  # type: ignore[index]
         renamed = tmp_path / "ids.jsonl"
         await run(client, Operation(name="update", fields={"summary": "IDS"}), by_id, renamed)
         undone = await Job.undo(client, renamed, JobOptions(**FAST, journal=tmp_path / "u0")).run()
-        assert (undone.ok, undone.skipped) == (0, 3)  # an ID list records no before-state
-        assert sandbox.state.count("update") == 3
+        # runs given by ID are read before they are changed: their before-state is recorded
+        assert (undone.ok, undone.skipped) == (3, 0)
+        assert {i: sandbox.state.run(i)["summary"] for i in by_id} == summaries  # type: ignore[index]
 
         actives = ids_with(sandbox, lambda r: r["status"] == "active" and not r["archived_at"])
         names = {i: sandbox.state.run(i)["name"] for i in actives}  # type: ignore[index]
@@ -365,6 +367,30 @@ async def test_undo_skips_runs_without_a_before_state_and_undoes_an_undo(tmp_pat
         redo = await Job.undo(client, undo, JobOptions(**FAST, journal=tmp_path / "r")).run()
         assert redo.ok == len(actives)
         assert all(sandbox.state.run(i)["name"] == "Renamed" for i in actives)  # type: ignore[index]
+
+
+async def test_undo_skips_runs_with_no_recorded_before_state(tmp_path: Path) -> None:
+    async with serve(runs=20) as (sandbox, client):
+        ids = sorted(ids_with(sandbox, lambda r: r["archived_at"] is None))[:3]
+        log = tmp_path / "old.jsonl"
+        header = {
+            "type": "job",
+            "version": 1,
+            "job_id": "0" * 32,
+            "operation": "update",
+            "fields": {"summary": "X"},
+            "params": {},
+            "filter": None,
+            "org": sandbox.org,
+            "base_url": client.base_url,
+            "created_at": "2026-01-01T00:00:00Z",
+            "dry_run": False,
+        }
+        lines = [header] + [{"type": "item", "id": i, "outcome": "ok"} for i in ids]
+        log.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in lines))
+        undone = await Job.undo(client, log, JobOptions(**FAST, journal=tmp_path / "u")).run()
+        assert (undone.ok, undone.skipped) == (0, 3)
+        assert sandbox.state.count("update") == 0
 
 
 async def test_a_dry_run_plan_leaves_out_runs_already_as_requested(tmp_path: Path) -> None:

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import anyio
+import orjson
 import pytest
 from engine_support import FAST, complete, ids_with, records, run, serve
 
-from bulkruns.errors import ConfigError
+from bulkruns.api import Reply
+from bulkruns.errors import ConfigError, ServerError
 from bulkruns.job import Job, JobOptions, JobSpec
 from bulkruns.journal import read_journal
 from bulkruns.journal import writer as journal_writer
 from bulkruns.model import Operation, RunFilter
+from bulkruns.sandbox import Sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -96,3 +101,119 @@ async def test_fsyncs_happen_off_the_event_loop(
     # only the new log's folder entry is synced on the loop, before the first request
     assert in_loop.count(True) <= 1, where
     assert records(journal)[-1]["type"] == "summary"
+
+
+# -- an update never strips assignees --------------------------------------------------------
+
+
+def assignees(sandbox: Sandbox, run_ids: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+    found = {}
+    for run_id in run_ids:
+        run_ = sandbox.state.run(run_id)
+        assert run_ is not None
+        found[run_id] = (run_["users"], run_["groups"])
+    return found
+
+
+async def test_an_update_by_filter_keeps_every_assignee_and_its_undo_restores(
+    tmp_path: Path,
+) -> None:
+    async with serve(runs=200, strip_unsent_assignees=True) as (sandbox, client):
+        actives = ids_with(sandbox, lambda r: r["status"] == "active" and not r["archived_at"])
+        kept = assignees(sandbox, actives)
+        assert sum(1 for users, groups in kept.values() if users or groups) > 20
+        journal = tmp_path / "star.jsonl"
+        update = Operation(name="update", fields={"starred": True})
+        summary = await run(client, update, RunFilter(status="active"), journal)
+        assert summary.failed == 0
+        assert assignees(sandbox, actives) == kept
+        assert sandbox.state.count("get") == 0  # the listing showed them
+        ok = [r for r in records(journal) if r.get("outcome") == "ok"]
+        assert ok
+        assert all({"starred", "users", "groups"} <= set(r["before"]) for r in ok)
+        # someone strips a run's assignees afterwards; the undo gives them back as recorded
+        victim = ok[0]["id"]
+        sandbox.state.store.update(victim, {"users": [], "groups": []})
+        undo = await Job.undo(client, journal, JobOptions(**FAST, journal=tmp_path / "u")).run()
+        assert undo.failed == 0
+        assert assignees(sandbox, actives) == kept
+        assert all(not sandbox.state.run(r["id"])["starred"] for r in ok)  # type: ignore[index]
+
+
+async def test_an_update_by_id_reads_each_run_first(tmp_path: Path) -> None:
+    async with serve(runs=60, strip_unsent_assignees=True) as (sandbox, client):
+        live = sorted(ids_with(sandbox, lambda r: r["archived_at"] is None))[:12]
+        archived = sorted(ids_with(sandbox, lambda r: r["archived_at"] is not None))[:1]
+        kept = assignees(sandbox, live)
+        journal = tmp_path / "ids.jsonl"
+        update = Operation(name="update", fields={"summary": "By ID"})
+        summary = await run(client, update, live + archived, journal)
+        assert (summary.ok, summary.failed) == (12, 1)
+        assert assignees(sandbox, live) == kept
+        assert sandbox.state.count("get") == 13
+        assert sandbox.state.count("update") == 12  # none for the run that could not be read
+        failed = [r for r in records(journal) if r.get("outcome") == "failed"]
+        assert failed[0]["id"] == archived[0]
+        assert "cannot read the run's current assignees" in failed[0]["error"]
+        assert "none were removed" in failed[0]["error"]
+        # the runs' before-states were read, so an ID-list update can be undone
+        undo = await Job.undo(client, journal, JobOptions(**FAST, journal=tmp_path / "u")).run()
+        assert undo.ok == 12
+        assert all(sandbox.state.run(i)["summary"] != "By ID" for i in live)  # type: ignore[index]
+        assert assignees(sandbox, live) == kept
+
+
+# -- claims when the request leaves, and lost answers settled by reading --------------------
+
+
+async def test_a_claim_is_written_only_for_a_request_that_left(tmp_path: Path) -> None:
+    async with serve(runs=80) as (sandbox, client):
+        journal = tmp_path / "slow.jsonl"
+        options = JobOptions(rate=2.0, concurrency=8, grace=0.0, journal=journal)
+        job = Job(client, Operation(name="archive"), RunFilter(status="complete"), options)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(job.run)
+            await anyio.sleep(1.2)  # the list page and a couple of archives leave; the rest wait
+            job.stop()
+        claims = {r["id"] for r in records(journal) if r["type"] == "claim"}
+        assert claims  # some were sent
+        assert len(claims) <= sandbox.state.count("archive")
+
+
+async def test_a_resumed_claim_is_settled_by_reading_the_run(tmp_path: Path) -> None:
+    async with serve(runs=60) as (sandbox, client):
+        journal = tmp_path / "crashed.jsonl"
+        done, untouched = sorted(ids_with(sandbox, complete))[:2]
+        await run(client, Operation(name="archive"), [done, untouched], journal, dry_run=True)
+        with journal.open("ab") as log:  # the session died after both requests had left
+            for run_id in (done, untouched):
+                log.write(orjson.dumps({"type": "claim", "id": run_id}) + b"\n")
+        sandbox.state.store.archive(done)  # the first one's archive had been applied
+        summary = await Job.resume(client, journal, JobOptions(**FAST)).run()
+        assert summary.ok == 2
+        assert sandbox.state.count("get") == 2
+        assert sandbox.state.count("archive") == 1  # only the run that was still live
+        notes = {r["id"]: r.get("note") for r in records(journal) if r.get("outcome") == "ok"}
+        assert notes == {done: "already archived by an earlier attempt", untouched: None}
+
+
+async def test_each_step_of_archive_first_has_its_own_attempts(tmp_path: Path) -> None:
+    async with serve(runs=40) as (sandbox, client):
+        targets = sorted(ids_with(sandbox, complete))[:5]
+        failed_once: set[tuple[str, str]] = set()
+
+        def flaky(step: str, call: Callable[[str], Awaitable[Reply]]) -> Any:
+            async def wrapper(run_id: str) -> Reply:
+                if (step, run_id) not in failed_once:
+                    failed_once.add((step, run_id))
+                    raise ServerError(503, "Service Unavailable.")
+                return await call(run_id)
+
+            return wrapper
+
+        client.archive = flaky("archive", client.archive)  # type: ignore[method-assign]
+        client.delete = flaky("delete", client.delete)  # type: ignore[method-assign]
+        delete = Operation(name="delete", archive_first=True)
+        summary = await run(client, delete, targets, tmp_path / "d.jsonl", max_attempts=2)
+        assert (summary.ok, summary.failed) == (5, 0)  # each step had its two attempts
+        assert all(sandbox.state.run(i) is None for i in targets)

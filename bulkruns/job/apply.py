@@ -1,22 +1,55 @@
 """One run handled: skipped, planned, or changed by the operation's steps in order, each
-through the paced send, with what a 404 means at each; the outcome recorded."""
+through the paced send, with what a 404 means at each; the outcome recorded.
+
+Two rules come from how Tallyfy really behaves. An update empties the assignee lists it is
+not sent, so every update carries the run's current ``users`` and ``groups`` unless it sets
+them: from this session's listing, or read (``GET``) just before, for a run given by ID or
+plan; a run whose assignees cannot be known is not sent anything. And a run whose earlier
+attempt lost its answer is read first where reading tells whether the change was made.
+
+A run's claim is written as its first change request leaves, after the pacer's slot: never
+for a request that was not sent.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from bulkruns.api import Client, Reply
-from bulkruns.errors import APIError, NotFound, TransportError
+from bulkruns.errors import APIError, JournalError, NotFound, TransportError
 from bulkruns.job.record import Recorder
-from bulkruns.model import ItemResult, Operation, Work
+from bulkruns.model import ItemResult, Operation, Step, Work
 from bulkruns.pace import Attempts
 
 __all__ = ["Applier", "Send"]
 
-Send = Callable[[Callable[[], Awaitable[Reply]], Attempts], Awaitable[Reply]]
-"""Sends one request the job's way (paced, retried, counted), updating the attempts."""
+T = TypeVar("T")
+
+
+class Send(Protocol):
+    """Sends one request the job's way (paced, retried, counted), updating ``attempts``.
+
+    ``read`` says the request only reads; ``on_send`` is called as each attempt leaves.
+    """
+
+    def __call__(
+        self,
+        request: Callable[[], Awaitable[T]],
+        attempts: Attempts,
+        *,
+        read: bool,
+        on_send: Callable[[], None] | None = None,
+    ) -> Awaitable[T]: ...
+
+
+class _Failed(Exception):
+    """One run's change cannot go on: its result is the failure carried."""
+
+    def __init__(self, result: ItemResult, unknown: bool) -> None:
+        self.result = result
+        self.unknown = unknown
 
 
 class Applier:
@@ -25,7 +58,7 @@ class Applier:
     Args:
         client: makes the calls.
         operation: the steps to make for each run, and the fields an update sets.
-        send: sends each step's request, paced and retried.
+        send: sends each request, paced and retried.
         recorder: records each outcome.
         dry_run: plan the runs instead of changing them.
         plan_written: a dry run's plan is in the log already (it was pinned).
@@ -43,7 +76,6 @@ class Applier:
     ) -> None:
         self._client = client
         self._operation = operation
-        self._steps = operation.steps
         self._send = send
         self._recorder = recorder
         self._dry_run = dry_run
@@ -53,7 +85,8 @@ class Applier:
         """Skip, plan or change one run, and record what came of it.
 
         Returns:
-            the outcome of a change, or None when no request was made.
+            the outcome recorded, or None when none was (a dry run's plan, a log that
+            failed: the job is then aborting).
         """
         operation, recorder = self._operation, self._recorder
         fields = work.fields if work.fields is not None else dict(operation.fields)
@@ -61,67 +94,152 @@ class Applier:
             work.skip = "nothing to set"
         if work.skip is not None:
             recorder.skip(work)
-            return None
+            return ItemResult(work.id, "skipped", note=work.skip)
         if self._dry_run:
             recorder.planned(work, write=not self._plan_written)
             return None
-        if not recorder.claim(work):
-            return None  # the log failed: the job is aborting, and nothing was sent
-        result, unknown = await self.apply(work, fields)
+        try:
+            result, unknown = await self._apply(work, fields)
+        except _Failed as failed:
+            result, unknown = failed.result, failed.unknown
+        except JournalError:
+            return None  # the claim could not be written: nothing was sent
         recorder.finish(result, work.before, unknown=unknown)
         return result
 
-    async def apply(self, work: Work, fields: Mapping[str, Any]) -> tuple[ItemResult, bool]:
-        """Make every step for one run.
-
-        Args:
-            work: the run; ``work.unknown`` says an earlier session's attempt may have
-                applied the change already.
-            fields: the fields an update sets on it.
-
-        Returns:
-            the outcome (``ok`` or ``failed``), and whether a failed run may have been
-            changed all the same (an attempt's answer was lost).
-        """
-        attempts = Attempts()
+    async def _apply(self, work: Work, fields: dict[str, Any]) -> tuple[ItemResult, bool]:
+        """Make every step for one run: the outcome, and whether a failed run may have been
+        changed all the same (an attempt's answer was lost)."""
+        steps = self._operation.steps
+        claimed = False
+        total = 0
         notes: list[str] = []
         reply: Reply | None = None
-        for step in self._steps:
-            tried = attempts.count
-            attempts.unknown = work.unknown
-            call = functools.partial(step.call, self._client, work.id, fields)
+
+        def claim() -> None:
+            nonlocal claimed
+            if not claimed:
+                claimed = True
+                if not self._recorder.claim(work):
+                    raise JournalError("the result log cannot be written")
+
+        body: Mapping[str, Any] = fields
+        if self._operation.name == "update":
+            body, total, done = await self._update_body(work, fields)
+            if done is not None:
+                return done, False
+        for step in steps:
+            attempts = Attempts(unknown=work.unknown)
+            if work.unknown and step.settles_by_reading is not None and step.name != "update":
+                note = await self._settle(work, step, body, attempts)
+                total += attempts.count
+                if note is not None:
+                    notes.append(note)
+                    continue
+                attempts = Attempts()  # read, so known: not applied
+            call = functools.partial(step.call, self._client, work.id, body)
             try:
-                reply = await self._send(call, attempts)
+                reply = await self._send(call, attempts, read=False, on_send=claim)
             except NotFound as exc:
                 note = step.when_missing(unknown=attempts.unknown)
                 if note is None:
-                    return _failure(work, exc, attempts), attempts.unknown
+                    raise _Failed(
+                        _failure(work, exc, total + attempts.count), attempts.unknown
+                    ) from None
                 notes.append(note)
                 reply = Reply(status=exc.status, data=None, request_id=exc.request_id)
-                continue
             except (APIError, TransportError) as exc:
-                return _failure(work, exc, attempts), attempts.unknown
-            if step.idempotent and attempts.unknown and attempts.count - tried > 1:
-                notes.append(f"retried after an answer was lost; an {step.name} is idempotent")
-        assert reply is not None  # every operation has a step
+                raise _Failed(
+                    _failure(work, exc, total + attempts.count), attempts.unknown
+                ) from None
+            else:
+                if step.idempotent and attempts.unknown and attempts.count > 1:
+                    notes.append(f"retried after an answer was lost; an {step.name} is idempotent")
+            total += attempts.count
         result = ItemResult(
             work.id,
             "ok",
-            status=reply.status,
-            attempts=attempts.count,
-            request_id=reply.request_id,
+            status=reply.status if reply is not None else None,  # None: settled by reading
+            attempts=total,
+            request_id=reply.request_id if reply is not None else None,
             note="; ".join(notes) or None,
         )
         return result, False
 
+    async def _update_body(
+        self, work: Work, fields: dict[str, Any]
+    ) -> tuple[Mapping[str, Any], int, ItemResult | None]:
+        """An update's body, with the run's current assignees: (body, reads made, and the
+        outcome when the run, read, needs no change after all)."""
+        current = work.before if work.listed else None
+        body = None if current is None else Operation.update_body(fields, current)
+        if body is not None:
+            return body, 0, None
+        reads = Attempts()
+        try:
+            run = await self._read(work.id, reads)
+        except (APIError, TransportError) as exc:
+            raise _Failed(
+                _failure(
+                    work,
+                    exc,
+                    reads.count,
+                    f"cannot read the run's current assignees ({exc}); nothing was sent, "
+                    "so none were removed",
+                ),
+                False,
+            ) from None
+        body = Operation.update_body(fields, run)
+        if body is None:
+            raise _Failed(
+                _failure(
+                    work,
+                    None,
+                    reads.count,
+                    "Tallyfy's answer shows no users or groups for the run; nothing was sent, "
+                    "so none were removed",
+                ),
+                False,
+            )
+        work.before = self._operation.before(run, work.fields)
+        note = self._operation.steps[0].settled(run, fields)
+        if note is None:
+            return body, reads.count, None
+        if not work.unknown:  # as requested before this job came: nothing of its to undo
+            return body, reads.count, ItemResult(work.id, "skipped", note="already as requested")
+        done = ItemResult(work.id, "ok", attempts=reads.count, note=note)
+        return body, reads.count, done
 
-def _failure(work: Work, exc: APIError | TransportError, attempts: Attempts) -> ItemResult:
+    async def _settle(
+        self, work: Work, step: Step, fields: Mapping[str, Any], attempts: Attempts
+    ) -> str | None:
+        """Read a run whose earlier change may have been applied: the note if it was."""
+        try:
+            run: dict[str, Any] | None = await self._read(work.id, attempts)
+        except NotFound:
+            run = None
+        except (APIError, TransportError):
+            return None  # unread: the step is made, and its 404 rule decides
+        return step.settled(run, fields)
+
+    async def _read(self, run_id: str, attempts: Attempts) -> dict[str, Any]:
+        reply = await self._send(
+            functools.partial(self._client.get_run, run_id), attempts, read=True
+        )
+        if reply.data is None:
+            raise NotFound(404, "the run read as empty", request_id=reply.request_id)
+        return reply.data
+
+
+def _failure(
+    work: Work, exc: APIError | TransportError | None, attempts: int, error: str | None = None
+) -> ItemResult:
     api = exc if isinstance(exc, APIError) else None
     return ItemResult(
         work.id,
         "failed",
         status=api.status if api is not None else None,
-        attempts=attempts.count,
-        error=str(exc),
+        attempts=attempts,
+        error=error if error is not None else str(exc),
         request_id=api.request_id if api is not None else None,
     )

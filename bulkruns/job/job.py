@@ -263,7 +263,7 @@ class Job:
             self.client.list_runs, params, page=number, per_page=self.options.per_page
         )
         try:
-            return await self._attempt(list_runs, Attempts())
+            return await self._attempt(list_runs, Attempts(), read=True)
         except (APIError, TransportError) as exc:
             await self._halt("listing", f"listing page {number} failed: {exc}")
 
@@ -279,15 +279,35 @@ class Job:
                 "fix the cause, then resume the job",
             )
 
-    async def _attempt(self, request: Callable[[], Awaitable[T]], attempts: Attempts) -> T:
-        """Send one request through the job's pacer, retrying as its policy allows."""
+    async def _attempt(
+        self,
+        request: Callable[[], Awaitable[T]],
+        attempts: Attempts,
+        *,
+        read: bool,
+        on_send: Callable[[], None] | None = None,
+    ) -> T:
+        """Send one request through the job's pacer, retrying as its policy allows.
+
+        Args:
+            request: makes the request afresh for each attempt.
+            attempts: counts the attempts, and whether one may have been applied.
+            read: the request only reads.
+            on_send: called as each attempt leaves, before it is counted.
+        """
+
+        def sent() -> None:
+            if on_send is not None:
+                on_send()
+            self._tally.sent()
+
         try:
             return await send_paced(
                 request,
                 self._pacer,
                 self._policy,
                 attempts,
-                on_send=self._tally.sent,
+                on_send=sent,
                 on_error=self._failed_attempt,
             )
         except AuthError as exc:

@@ -25,6 +25,9 @@ class Work:
         error: the last error recorded for the run, when a resumed log holds one.
         attempts: the attempts that last failure took.
         skip: why no request is needed, when none is.
+        listed: the run comes from this session's listing, so ``before`` is what it is now;
+            otherwise (an ID, a plan, a resumed log) it may have changed since, and an update
+            reads it before sending anything.
     """
 
     id: str
@@ -34,6 +37,7 @@ class Work:
     error: str | None = None
     attempts: int = 0
     skip: str | None = None
+    listed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

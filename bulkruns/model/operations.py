@@ -14,7 +14,15 @@ from bulkruns.errors import ConfigError
 if TYPE_CHECKING:
     from bulkruns.api import Client, Reply
 
-__all__ = ["UPDATABLE_FIELDS", "Operation", "OperationName", "Step", "validate_fields"]
+__all__ = [
+    "ASSIGNEES",
+    "UPDATABLE_FIELDS",
+    "Operation",
+    "OperationName",
+    "Step",
+    "holds",
+    "validate_fields",
+]
 
 OperationName = Literal["archive", "activate", "update", "delete"]
 StepName = Literal["archive", "activate", "update", "delete"]
@@ -32,12 +40,18 @@ class Step:
         missing_is_fine: a note for a 404 that means the step is not needed at all (the
             archive before a permanent delete, of a run already archived).
         idempotent: sending it twice does what sending it once does.
+        settles_by_reading: after a session that may have applied the step ended without
+            its answer, reading the run (``GET``) tells whether it was: ``"gone"`` (the run
+            no longer reads: archived), ``"present"`` (it reads again: restored),
+            ``"fields"`` (it holds the fields set); None when reading cannot tell (a
+            permanent delete's run reads 404 before and after).
     """
 
     name: StepName
     done_if_missing: str | None = None
     missing_is_fine: str | None = None
     idempotent: bool = False
+    settles_by_reading: Literal["gone", "present", "fields"] | None = None
 
     def call(self, client: Client, run_id: str, fields: Mapping[str, Any]) -> Awaitable[Reply]:
         """Make this step's request for one run (``fields`` are an update's)."""
@@ -58,17 +72,41 @@ class Step:
             return f"already {self.done_if_missing} by an earlier attempt"
         return None
 
+    def settled(self, run: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> str | None:
+        """Whether an earlier attempt, whose answer was lost, made this step's change, as
+        the run read now shows (None: it reads 404).
+
+        Returns:
+            a note saying so, or None when the step is still to be made.
+        """
+        how = self.settles_by_reading
+        if how == "gone" and run is None:
+            return f"already {self.done_if_missing} by an earlier attempt"
+        if how == "present" and run is not None:
+            return "already restored by an earlier attempt"
+        if how == "fields" and run is not None and holds(run, fields):
+            return "already set by an earlier attempt"
+        return None
+
+
+def holds(run: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+    """Whether a run already holds every field's value."""
+    return all(k in run and run[k] == v for k, v in fields.items())
+
 
 _STEPS: dict[str, tuple[Step, ...]] = {
-    "archive": (Step("archive", done_if_missing="archived"),),
-    "activate": (Step("activate"),),
-    "update": (Step("update", idempotent=True),),
+    "archive": (Step("archive", done_if_missing="archived", settles_by_reading="gone"),),
+    "activate": (Step("activate", settles_by_reading="present"),),
+    "update": (Step("update", idempotent=True, settles_by_reading="fields"),),
     "delete": (Step("delete", done_if_missing="deleted"),),
     "archive-first": (
         Step("archive", missing_is_fine="was already archived"),
         Step("delete", done_if_missing="deleted"),
     ),
 }
+
+ASSIGNEES = ("users", "groups")
+"""The lists an update replaces whole, and Tallyfy empties when an update leaves them out."""
 
 UPDATABLE_FIELDS = (
     "name",
@@ -172,24 +210,42 @@ class Operation:
         """The calls made for each run, in order: one, or two for delete with archive-first."""
         return _STEPS["archive-first" if self.archive_first else self.name]
 
-    @property
-    def recorded_fields(self) -> tuple[str, ...]:
-        """The run fields kept as an item's before-state: those the operation changes."""
+    def recorded_fields(self, fields: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+        """The run fields kept as an item's before-state: those the operation changes.
+
+        An update records the run's assignees too, whatever it sets: they are what Tallyfy
+        strips when an update leaves them out, and what its undo must be able to give back.
+
+        Args:
+            fields: the fields an update sets on this run, when they are its own (an undo).
+        """
         if self.name == "update":
-            return tuple(self.fields)
+            own = tuple(self.fields if fields is None else fields)
+            return own + tuple(k for k in ASSIGNEES if k not in own)
         if self.name == "delete":
             return ("name", "status", "archived_at")
         return ("status", "archived_at")
 
-    def before(self, run: Mapping[str, Any]) -> dict[str, Any]:
-        """A listed run's before-state: the recorded fields it has."""
-        return {k: run[k] for k in self.recorded_fields if k in run}
+    def before(
+        self, run: Mapping[str, Any], fields: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A run's before-state: the recorded fields it has."""
+        return {k: run[k] for k in self.recorded_fields(fields) if k in run}
 
     def already_done(self, run: Mapping[str, Any]) -> bool:
         """Whether a listed run needs no request: an update whose fields already hold."""
-        return self.name == "update" and all(
-            k in run and run[k] == v for k, v in self.fields.items()
-        )
+        return self.name == "update" and holds(run, self.fields)
+
+    @staticmethod
+    def update_body(fields: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What an update sends: its fields, and the run's current assignees for the lists
+        it does not set, so that Tallyfy, which empties a list an update leaves out, keeps
+        them. None when the run does not show them (they must be read first).
+        """
+        keep = [k for k in ASSIGNEES if k not in fields]
+        if any(not isinstance(run.get(k), list) for k in keep):
+            return None
+        return {**fields, **{k: run[k] for k in keep}}
 
     def inverse(self) -> Operation:
         """The operation that undoes this one; an update's sets each run's own before-state.

@@ -88,8 +88,8 @@ def undo_work(source: Path, original: Operation) -> Iterator[Work]:
     """The runs that reverse a finished job, from its log's ok items.
 
     Archive and activate undo each other run by run; an update is undone by setting each
-    run's recorded before-state (and an undo of an undo by setting the fields it recorded
-    as its own before-state). A run with no before-state to restore is skipped.
+    run's recorded before-state again: the fields it set, and the assignees it kept (which
+    gives back any a server stripped). A run with no before-state to restore is skipped.
 
     Raises:
         JournalError: a malformed before-state (as the runs are streamed).
@@ -97,13 +97,9 @@ def undo_work(source: Path, original: Operation) -> Iterator[Work]:
     for run_id, before in ok_items(source):
         if original.name != "update":
             yield Work(run_id)
-            continue
-        if before is not None and not isinstance(before, dict):
+        elif before is not None and not isinstance(before, dict):
             raise JournalError(f"{source}: run {run_id} has a malformed before-state")
-        # an update sets its own fields; an undo of an undo, each run's recorded ones
-        keys = original.fields or before or {}
-        fields = {k: v for k, v in (before or {}).items() if k in keys}
-        if fields:
-            yield Work(run_id, before=dict(original.fields) or None, fields=fields)
+        elif before:
+            yield Work(run_id, fields=dict(before))
         else:
             yield Work(run_id, skip="no before-state was recorded for this run")

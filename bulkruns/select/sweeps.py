@@ -109,7 +109,7 @@ class Sweeper:
             seen.add(key)
             if not self._query.accepts(run):
                 continue
-            work = Work(run_id, before=operation.before(run))
+            work = Work(run_id, before=operation.before(run), listed=True)
             if operation.already_done(run):
                 work.skip = "already as requested"
             if not await outlet.emit(work):

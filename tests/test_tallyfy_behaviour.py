@@ -12,6 +12,8 @@ from typing import Any
 import anyio
 import orjson
 import pytest
+from cli_support import ThreadedSandbox
+from cli_support import run as cli_run
 from engine_support import FAST, complete, ids_with, records, run, serve
 
 from bulkruns.api import Reply
@@ -217,3 +219,38 @@ async def test_each_step_of_archive_first_has_its_own_attempts(tmp_path: Path) -
         summary = await run(client, delete, targets, tmp_path / "d.jsonl", max_attempts=2)
         assert (summary.ok, summary.failed) == (5, 0)  # each step had its two attempts
         assert all(sandbox.state.run(i) is None for i in targets)
+
+
+# -- pages as served ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reported", ["served", "asked"])
+async def test_pages_smaller_than_asked_are_all_read(tmp_path: Path, reported: str) -> None:
+    async with serve(runs=400, page_size=30, per_page_reported=reported) as (sandbox, client):
+        actives = ids_with(sandbox, lambda r: r["status"] == "active" and not r["archived_at"])
+        unstarred = {i for i in actives if not sandbox.state.run(i)["starred"]}  # type: ignore[index]
+        assert len(actives) > 100  # several pages of 30, though 100 a page are asked
+        update = Operation(name="update", fields={"starred": True})
+        plan = await run(client, update, RunFilter(status="active"), tmp_path / "p", dry_run=True)
+        assert plan.planned == len(unstarred)
+        assert plan.verified
+        summary = await run(client, update, RunFilter(status="active"), tmp_path / "j")
+        assert summary.ok == len(unstarred)
+        assert summary.verified
+        assert set(sandbox.state.change_counts) == unstarred
+
+
+def test_list_prints_every_page_as_served(tmp_path: Path) -> None:
+    box = ThreadedSandbox(runs=300, page_size=25).start()
+    try:
+        expected = set(box.ids(lambda r: r["status"] == "complete" and not r["archived_at"]))
+        assert len(expected) > 50
+        result = cli_run(
+            ["list", "--status", "complete", "--rate", "0"], env=box.env(tmp_path), cwd=tmp_path
+        )
+        assert result.code == 0, result.err
+        printed = [orjson.loads(line)["id"] for line in result.out.splitlines()]
+        assert len(printed) == len(set(printed)) == len(expected)
+        assert set(printed) == expected
+    finally:
+        box.stop()

@@ -36,6 +36,8 @@ class Page:
         per_page: the page size asked for.
         current_page: the page number asked for (1-based).
         request_id: the ``X-Request-Id`` response header.
+        reported_per_page: ``meta.pagination.per_page``, the size the server says it used,
+            when it says one.
     """
 
     runs: list[dict[str, Any]]
@@ -43,14 +45,32 @@ class Page:
     per_page: int
     current_page: int
     request_id: str | None
+    reported_per_page: int | None = None
+
+    @property
+    def page_size(self) -> int:
+        """The runs a page holds as the server serves them: the size asked, unless the
+        server says it used fewer, or (on page 1) serves fewer than ``total`` calls for.
+
+        Some of Tallyfy's endpoints serve fewer rows a page than asked, and offsets then
+        follow the size served: every page number must be read with that size.
+        """
+        size = self.per_page
+        reported = self.reported_per_page
+        if reported is not None and 0 < reported < size:
+            size = reported
+        rows = len(self.runs)
+        if self.current_page == 1 and 0 < rows < min(size, self.total):
+            size = rows  # a server that echoes the size asked, and serves less
+        return size
 
     @property
     def page_count(self) -> int:
-        """Pages in the listing, from ``total`` and ``per_page``.
+        """Pages in the listing, from ``total`` and the size served.
 
         Never Tallyfy's ``total_pages``, which has been seen computed with page size 10.
         """
-        return math.ceil(self.total / self.per_page)
+        return math.ceil(self.total / self.page_size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +101,7 @@ def read_page(status: int, headers: Headers, payload: bytes, *, page: int, per_p
     pagination = meta.get("pagination") if isinstance(meta, dict) else None
     data = body.get("data") if isinstance(body, dict) else None
     total = pagination.get("total") if isinstance(pagination, dict) else None
+    reported = pagination.get("per_page") if isinstance(pagination, dict) else None
     if (
         not isinstance(data, list)
         or not all(isinstance(run, dict) for run in data)
@@ -89,7 +110,9 @@ def read_page(status: int, headers: Headers, payload: bytes, *, page: int, per_p
         or total < 0
     ):
         raise _unexpected(status, "a run list", payload, request_id)
-    return Page(data, total, per_page, page, request_id)
+    if not isinstance(reported, int) or isinstance(reported, bool):
+        reported = None
+    return Page(data, total, per_page, page, request_id, reported)
 
 
 def read_reply(status: int, headers: Headers, payload: bytes) -> Reply:

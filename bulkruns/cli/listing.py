@@ -14,13 +14,15 @@ import orjson
 
 from bulkruns.api import Client, Page
 from bulkruns.cli.inputs import Connection
-from bulkruns.cli.summary import EXIT_ABORTED, EXIT_INTERRUPTED, EXIT_OK, ExitError
+from bulkruns.cli.summary import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ExitError
 from bulkruns.errors import APIError, AuthError, TransportError
-from bulkruns.model import ArchivedStyle, RunFilter
+from bulkruns.model import ArchivedStyle, RunFilter, id_key, is_run_id
 from bulkruns.pace import Pacer, RetryPolicy, send_paced
 from bulkruns.select import Fetch, list_pages
 
 __all__ = ["count_runs", "list_runs"]
+
+_PASSES = 3  # passes over a listing that moves before the command says it may be incomplete
 
 
 def _fetcher(client: Client, pacer: Pacer, per_page: int) -> Fetch:
@@ -86,21 +88,34 @@ async def _list(
     limit: int | None,
 ) -> int:
     out = sys.stdout.buffer
-    written = 0
+    printed: set[int] = set()
 
     async def write(page: Page) -> bool:
-        nonlocal written
         for run in page.runs:
-            if not selection.accepts(run):
+            run_id = run.get("id")
+            if not isinstance(run_id, str) or not is_run_id(run_id):
                 continue
+            key = id_key(run_id)
+            if key in printed or not selection.accepts(run):
+                continue
+            printed.add(key)
             out.write(orjson.dumps(run) + b"\n")
-            written += 1
-            if limit is not None and written >= limit:
+            if limit is not None and len(printed) >= limit:
                 out.flush()
                 return False
         out.flush()
         return True
 
     async with client:
-        await list_pages(_fetcher(client, Pacer(rate), per_page), params, write, last_first=False)
-    return EXIT_OK
+        fetch = _fetcher(client, Pacer(rate), per_page)
+        for _ in range(_PASSES):
+            seen = await list_pages(fetch, params, write, last_first=False)
+            if seen.stopped or seen.held_still:
+                return EXIT_OK
+            # the listing moved while it was read: list again, printing what was missed
+    print(
+        f"bulkruns: the listing kept moving while it was read: {len(printed):,} runs printed "
+        f"in {_PASSES} passes, of the {seen.total:,} Tallyfy counted last; some may be missing",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED

@@ -3,8 +3,9 @@
 Tallyfy's pages are offsets into the live result set, so a job's own changes shift them.
 Each pass fetches page 1, then the others from the last one down (see
 :func:`~bulkruns.select.pages.list_pages`), and dedupes the runs it meets. The query is
-swept again until a pass made while no change was in flight finds nothing new: that pass
-saw the live set exactly, and is the job's proof that nothing matching was left behind.
+swept again until a pass made while no change was in flight finds nothing new, and held
+still while it was read (one total throughout, no run twice, as many runs as the total):
+that pass saw the live set exactly, and is the job's proof that nothing matching was left.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from bulkruns.api import Page
 from bulkruns.model import ArchivedStyle, Operation, RunFilter, Work, id_key, is_run_id
 from bulkruns.select.feed import Coverage, Outlet
-from bulkruns.select.pages import Fetch, list_pages
+from bulkruns.select.pages import Fetch, Pass, list_pages
 
 __all__ = ["Sweeper"]
 
@@ -64,6 +65,7 @@ class Sweeper:
         self._dry_run = dry_run
         self._on_progress = on_progress
         self._new = 0
+        self._last: Pass | None = None
 
     async def run(self) -> None:
         """Sweep until a quiet pass finds nothing new, the limit is reached, or the passes
@@ -76,19 +78,26 @@ class Sweeper:
             coverage.sweeps += 1
             quiet = outlet.in_flight == 0
             self._new = 0
-            if not await list_pages(
+            seen = await list_pages(
                 self._fetch, self._params, self._take, concurrency=self._page_concurrency
-            ):
+            )
+            if seen.stopped:
                 return  # the limit was reached: the rest is left for another job
-            if self._dry_run or (self._new == 0 and quiet):
+            if seen.held_still and (self._dry_run or (self._new == 0 and quiet)):
                 # nothing changed while this pass listed, so it saw the live set exactly
                 coverage.verified = True
                 return
+            self._last = seen
             await outlet.drained()
-        coverage.message = (
-            f"the query still found new runs after {coverage.sweeps} passes; "
-            "resume the job to carry on"
-        )
+        last = self._last
+        if last is not None and not last.held_still:
+            why = (
+                f"the listing kept moving while it was read (the last pass listed "
+                f"{last.distinct:,} different runs of the {last.total:,} Tallyfy counted)"
+            )
+        else:
+            why = "the query still found new runs"
+        coverage.message = f"{why} after {coverage.sweeps} passes; resume the job to carry on"
 
     async def _take(self, page: Page) -> bool:
         """Hand over a page's new matching runs; False once the limit is reached."""

@@ -164,6 +164,14 @@ class Client:
         answer = await self._send("GET", self._runs_path, query=query)
         return read_page(*answer, page=page, per_page=per_page)
 
+    async def get_run(self, run_id: str) -> Reply:
+        """Read one run: ``GET /organizations/{org}/runs/{id}``.
+
+        The reply's ``data`` is the run as it is now, ``users`` and ``groups`` included.
+        An archived run is 404 here, as an unknown one is.
+        """
+        return read_reply(*await self._send("GET", self._run_path(run_id)))
+
     async def archive(self, run_id: str) -> Reply:
         """Archive a run: ``DELETE /organizations/{org}/runs/{id}``."""
         return read_reply(*await self._send("DELETE", self._run_path(run_id)))

@@ -42,6 +42,7 @@ def make_app(config: SandboxConfig) -> web.Application:
     for prefix in ("/api", ""):
         runs = prefix + "/organizations/{org}/runs"
         app.router.add_get(runs, _handler("list", _list), allow_head=False)
+        app.router.add_get(runs + "/{run_id}", _handler("get", _get), allow_head=False)
         app.router.add_delete(runs + "/{run_id}", _handler("archive", _archive))
         app.router.add_put(runs + "/{run_id}/activate", _handler("activate", _activate))
         app.router.add_put(runs + "/{run_id}", _handler("update", _update))
@@ -195,6 +196,12 @@ def _page_url(request: web.Request, raw_query: str, page: int) -> str:
     parts = [p for p in raw_query.split("&") if p and not p.startswith("page=")]
     parts.append(f"page={page}")
     return f"{request.scheme}://{request.host}{request.rel_url.raw_path}?{'&'.join(parts)}"
+
+
+async def _get(request: web.Request, state: SandboxState) -> tuple[int, Any]:
+    # The run as a list shows it (progress an object): Tallyfy's run transformer always
+    # writes "users" and "groups", so clients may read them back before an update.
+    return 200, {"data": state.store.read(request.match_info["run_id"])}
 
 
 def _mutation_body(run: dict[str, Any]) -> dict[str, Any]:

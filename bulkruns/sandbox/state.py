@@ -15,8 +15,8 @@ from bulkruns.sandbox.store import RunStore
 
 __all__ = ["KINDS", "SandboxState"]
 
-KINDS = ("list", "archive", "activate", "update", "delete", "other")
-"""The kinds of request the stats count: the five endpoints, and everything else."""
+KINDS = ("list", "get", "archive", "activate", "update", "delete", "other")
+"""The kinds of request the stats count: the six endpoints, and everything else."""
 
 
 class SandboxState:

@@ -138,6 +138,19 @@ class RunStore:
         i = self._index.get(run_id)
         return None if i is None else self._runs[i]
 
+    def read(self, run_id: str) -> dict[str, Any]:
+        """The live run object for ``GET …/runs/{id}`` (do not modify it).
+
+        Raises:
+            StoreError: 404 for an unknown run, and for an archived one: soft-deleted
+                runs are found only by activate and permanent delete.
+        """
+        run = self._runs[self._find(run_id)]
+        assert run is not None
+        if run["status"] == ARCHIVED:
+            raise StoreError(404, "Run not found.")
+        return run
+
     def ids(self) -> list[str]:
         """The IDs of every run not permanently deleted, in creation order."""
         return [run["id"] for run in self._runs if run is not None]

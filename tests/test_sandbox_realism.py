@@ -84,3 +84,94 @@ async def test_get_run_is_404_for_unknown_and_archived_runs(
     assert reply.data["archived_at"] is None
     stats: dict[str, Any] = sandbox.state.stats()
     assert stats["requests"]["get"] == {"404": 2, "200": 1}
+
+
+# --- an update strips the assignees it is not sent -------------------------------------------
+
+
+def assigned_run(store: RunStore) -> str:
+    return next(
+        run_id
+        for run_id in store.ids()
+        if (run := store.get(run_id)) is not None
+        and run["status"] == "active"
+        and run["users"]
+        and run["groups"]
+    )
+
+
+def test_an_update_without_assignees_strips_both_buckets() -> None:
+    store = RunStore.seeded(80, 3)
+    run_id = assigned_run(store)
+    prerun = store.get(run_id)["prerun"]  # type: ignore[index]
+    run = store.update(run_id, {"name": "Renamed"}, strip_unsent_assignees=True)
+    assert run["name"] == "Renamed"
+    assert run["users"] == []
+    assert run["groups"] == []
+    assert run["prerun"] is prerun  # an absent prerun is left alone
+    assert store.stripped == {run_id: 1}
+    store.update(run_id, {"starred": True}, strip_unsent_assignees=True)
+    assert store.stripped == {run_id: 1}  # nothing left to lose
+
+
+def test_each_bucket_is_read_alone_and_a_sent_list_replaces() -> None:
+    store = RunStore.seeded(80, 3)
+    run_id = assigned_run(store)
+    groups = list(store.get(run_id)["groups"])  # type: ignore[index]
+    run = store.update(run_id, {"users": [1005]}, strip_unsent_assignees=True)
+    assert run["users"] == [1005]
+    assert run["groups"] == []
+    assert store.stripped[run_id] == 1
+    run = store.update(
+        run_id, {"users": [1002, 1003], "groups": groups}, strip_unsent_assignees=True
+    )
+    assert run["users"] == [1002, 1003]
+    assert run["groups"] == groups
+    assert store.stripped[run_id] == 1  # both sent: nothing stripped
+
+
+def test_without_the_switch_an_update_keeps_unsent_assignees() -> None:
+    store = RunStore.seeded(80, 3)
+    run_id = assigned_run(store)
+    before = dict(store.get(run_id))  # type: ignore[arg-type]
+    run = store.update(run_id, {"name": "Renamed"})
+    assert run["users"] == before["users"]
+    assert run["groups"] == before["groups"]
+    assert not store.stripped
+
+
+@pytest.mark.parametrize("strip", [True, False])
+async def test_update_over_http_strips_only_when_switched_on(
+    make_sandbox: MakeSandbox, make_client: MakeClient, strip: bool
+) -> None:
+    async with make_sandbox(strip_unsent_assignees=strip) as sandbox:
+        run_id = first_id(sandbox, "active", assigned=True)
+        before = sandbox.state.run(run_id)
+        assert before is not None
+        async with make_client(sandbox) as client:
+            reply = await client.update(run_id, {"name": "Renamed"})
+            again = await client.get_run(run_id)
+        assert reply.status == 200
+        assert reply.data is not None
+        assert again.data is not None
+        for data in (reply.data, again.data):
+            assert data["name"] == "Renamed"
+            assert data["users"] == ([] if strip else before["users"])
+            assert data["groups"] == ([] if strip else before["groups"])
+        stripped = sandbox.state.stats()["assignees_stripped"]
+        assert stripped == ({"updates": 1, "runs": 1} if strip else {"updates": 0, "runs": 0})
+
+
+async def test_resending_the_current_assignees_keeps_them(
+    make_sandbox: MakeSandbox, make_client: MakeClient
+) -> None:
+    async with make_sandbox(strip_unsent_assignees=True) as sandbox:
+        run_id = first_id(sandbox, "active", assigned=True)
+        async with make_client(sandbox) as client:
+            current = (await client.get_run(run_id)).data
+            assert current is not None
+            body = {"starred": True, "users": current["users"], "groups": current["groups"]}
+            reply = await client.update(run_id, body)
+        assert reply.data is not None
+        assert (reply.data["users"], reply.data["groups"]) == (current["users"], current["groups"])
+        assert sandbox.state.stats()["assignees_stripped"]["runs"] == 0

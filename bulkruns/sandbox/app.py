@@ -226,7 +226,11 @@ async def _update(request: web.Request, state: SandboxState) -> tuple[int, Any]:
         body = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:
         raise StoreError(400, "The request body is not valid JSON.") from None
-    run = state.store.update(request.match_info["run_id"], body)
+    run = state.store.update(
+        request.match_info["run_id"],
+        body,
+        strip_unsent_assignees=state.config.strip_unsent_assignees,
+    )
     return 200, {"data": _mutation_body(run)}
 
 

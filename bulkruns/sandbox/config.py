@@ -43,6 +43,20 @@ class SandboxConfig:
             Tallyfy has been seen to do, instead of ``per_page``.
         links_style: the shape of ``meta.pagination.links``: ``"object"``
             (``{"next": …, "previous": …}``), ``"list"`` (``[]``) or ``"null"``.
+
+    Where Tallyfy's server departs from its docs, as its own clients record, a switch
+    models it. Each is off by default, serving what the docs say, and will follow
+    Tallyfy once the engine copes:
+
+    Attributes:
+        strip_unsent_assignees: an update reads an absent ``users`` or ``groups`` as an
+            empty list and detaches every assignee of that bucket, answering 200; a sent
+            list replaces the bucket. Tallyfy does this: its ``RunService::editRun``
+            always saves ``Arr::only($data, ['users','groups'])`` with ``$data['users']
+            ?? []``, proven on production on 2026-07-21 (a run PUT with only a name read
+            back ``{"users":[],"groups":[]}``): tallyfy/mcp-public
+            ``server/tools/process_management.py``, ``_preserved_run_assignment_buckets``.
+            Other fields (``prerun`` among them) are left alone when absent.
     """
 
     org: str = "sandbox-org"
@@ -63,6 +77,7 @@ class SandboxConfig:
     delete_unarchived_status: int = 422
     total_pages_quirk: bool = False
     links_style: str = "object"
+    strip_unsent_assignees: bool = False
 
     def __post_init__(self) -> None:
         if not self.org or "/" in self.org or self.org.strip() != self.org:

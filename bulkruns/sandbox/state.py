@@ -83,7 +83,11 @@ class SandboxState:
         return self.store.changes
 
     def stats(self) -> dict[str, Any]:
-        """Requests by kind and status, changes applied, runs by status: JSON-ready."""
+        """Requests, changes, runs by status, and what Tallyfy's quirks did: JSON-ready.
+
+        ``assignees_stripped`` counts the updates that detached assignees they did not
+        send, and the runs that lost some.
+        """
         changed = self.store.changes
         return {
             "requests": {kind: dict(counts) for kind, counts in self.requests.items()},
@@ -97,4 +101,8 @@ class SandboxState:
                 "runs_changed_more_than_once": sum(1 for n in changed.values() if n > 1),
             },
             "runs": self.store.counts(),
+            "assignees_stripped": {
+                "updates": self.store.stripped.total(),
+                "runs": len(self.store.stripped),
+            },
         }

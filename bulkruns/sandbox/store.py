@@ -28,7 +28,10 @@ from bulkruns.sandbox.rules import (
 )
 from bulkruns.sandbox.seed import seed_runs, task_statuses
 
-__all__ = ["RunStore"]
+__all__ = ["ASSIGNEE_BUCKETS", "RunStore"]
+
+ASSIGNEE_BUCKETS = ("users", "groups")
+"""The assignee lists of a run that an update replaces as a whole."""
 
 _VIEW_CACHE = 16  # each view costs a bisect per change: keep few
 
@@ -120,6 +123,8 @@ class RunStore:
         self._views: OrderedDict[tuple[Any, ...], _View] = OrderedDict()
         self.changes: Counter[str] = Counter()
         """How many changes were applied to each run, by run ID."""
+        self.stripped: Counter[str] = Counter()
+        """By run ID, how many updates detached assignees the update did not send."""
 
     @classmethod
     def seeded(cls, count: int, seed: int, *, now: float | None = None) -> RunStore:
@@ -314,8 +319,16 @@ class RunStore:
         self._changed(i, run_id)
         return run, True
 
-    def update(self, run_id: str, body: Any) -> dict[str, Any]:
+    def update(
+        self, run_id: str, body: Any, *, strip_unsent_assignees: bool = False
+    ) -> dict[str, Any]:
         """Apply an update body to a live run and return the run.
+
+        Args:
+            run_id: the run.
+            body: the parsed JSON body.
+            strip_unsent_assignees: read an absent ``users`` or ``groups`` as an empty
+                list, as Tallyfy's server does (see ``SandboxConfig``).
 
         Raises:
             StoreError: 404 for an unknown or archived run; 422 for an invalid body.
@@ -327,6 +340,11 @@ class RunStore:
         if run["status"] == ARCHIVED:
             # Soft-deleted runs are not found by the update route.
             raise StoreError(404, "Run not found.")
+        if strip_unsent_assignees:
+            unsent = [bucket for bucket in ASSIGNEE_BUCKETS if bucket not in fields]
+            if any(run[bucket] for bucket in unsent):
+                self.stripped[run_id] += 1
+            fields.update((bucket, []) for bucket in unsent)
         if "prerun" in fields:
             fields["prerun"] = {**run["prerun"], **fields["prerun"]}
         run.update(fields)

@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
+import yarl
 
 from bulkruns.api import Client
 from bulkruns.errors import NotFound
-from bulkruns.sandbox import Sandbox
-from bulkruns.sandbox.rules import StoreError
+from bulkruns.sandbox import Sandbox, SandboxConfig
+from bulkruns.sandbox.rules import ListRequest, StoreError, parse_list_params
 from bulkruns.sandbox.store import RunStore
 
 pytestmark = pytest.mark.anyio
 
 MakeSandbox = Callable[..., Sandbox]
 MakeClient = Callable[..., Client]
+
+
+async def raw_list(sandbox: Sandbox, query: str) -> dict[str, Any]:
+    """The body of one list answer, for the fields a :class:`Page` does not keep."""
+    url = f"{sandbox.base_url}/organizations/{sandbox.org}/runs?{query}"
+    headers = {"Authorization": f"Bearer {sandbox.token}", "X-Tallyfy-Client": "APIClient"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(yarl.URL(url, encoded=True), headers=headers) as response,
+    ):
+        assert response.status == 200
+        return orjson.loads(await response.read())  # type: ignore[no-any-return]
+
+
+def listing(sandbox: Sandbox, params: dict[str, str] | None = None) -> list[str]:
+    """Every ID a query selects right now, in its order, read from the store."""
+    request = parse_list_params(params or {})
+    runs, _ = sandbox.state.store.page(ListRequest(request.query, 1, 1_000_000))
+    return [run["id"] for run in runs]
 
 
 def first_id(sandbox: Sandbox, status: str, *, assigned: bool = False) -> str:
@@ -175,3 +198,56 @@ async def test_resending_the_current_assignees_keeps_them(
         assert reply.data is not None
         assert (reply.data["users"], reply.data["groups"]) == (current["users"], current["groups"])
         assert sandbox.state.stats()["assignees_stripped"]["runs"] == 0
+
+
+# --- pages smaller than asked ------------------------------------------------------------------
+
+
+def test_page_size_is_checked() -> None:
+    for bad in ({"page_size": 0}, {"page_size": 101}, {"per_page_reported": "both"}):
+        with pytest.raises(ValueError, match=r"page_size|per_page_reported"):
+            SandboxConfig(**bad)  # type: ignore[arg-type]
+
+
+async def test_a_smaller_served_page_keeps_offsets_of_the_size_served(
+    make_sandbox: MakeSandbox, make_client: MakeClient
+) -> None:
+    async with make_sandbox(page_size=50) as sandbox, make_client(sandbox) as client:
+        everything = listing(sandbox)
+        second = await client.list_runs([], page=2, per_page=100)
+        assert [run["id"] for run in second.runs] == everything[50:100]
+        pagination = (await raw_list(sandbox, "page=2&per_page=100"))["meta"]["pagination"]
+        assert pagination["count"] == 50
+        assert pagination["per_page"] == 50
+        assert pagination["current_page"] == 2
+        assert pagination["total"] == len(everything)
+        assert pagination["total_pages"] == math.ceil(len(everything) / 50)
+        small = await raw_list(sandbox, "page=3&per_page=20")  # smaller than page_size
+        assert [run["id"] for run in small["data"]] == everything[40:60]
+
+
+async def test_served_pages_partition_the_result_set(
+    make_sandbox: MakeSandbox, make_client: MakeClient
+) -> None:
+    async with make_sandbox(page_size=7) as sandbox, make_client(sandbox) as client:
+        seen: list[str] = []
+        page = 1
+        while runs := (await client.list_runs([("status", "active")], page=page)).runs:
+            assert len(runs) <= 7
+            seen += [run["id"] for run in runs]
+            page += 1
+        assert seen == listing(sandbox, {"status": "active"})
+        assert page - 1 == math.ceil(len(seen) / 7)
+
+
+async def test_per_page_can_echo_what_was_asked(make_sandbox: MakeSandbox) -> None:
+    async with make_sandbox(page_size=50, per_page_reported="asked") as sandbox:
+        body = await raw_list(sandbox, "per_page=100")
+        pagination = body["meta"]["pagination"]
+        assert pagination["per_page"] == 100
+        assert pagination["count"] == len(body["data"]) == 50
+        assert pagination["total_pages"] == math.ceil(pagination["total"] / 50)
+        last = pagination["total_pages"]
+        assert pagination["links"]["next"].endswith("page=2")
+        tail = (await raw_list(sandbox, f"per_page=100&page={last}"))["meta"]["pagination"]
+        assert tail["links"]["next"] is None

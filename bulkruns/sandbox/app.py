@@ -9,6 +9,7 @@ around it. The pipeline does constant work per request; the store does the rest.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
@@ -167,16 +168,16 @@ def _query_params(raw: str) -> dict[str, str]:
 async def _list(request: web.Request, state: SandboxState) -> tuple[int, Any]:
     raw_query = request.rel_url.raw_query_string
     wanted = parse_list_params(_query_params(raw_query))
-    runs, total = state.store.page(wanted)
     config = state.config
+    served = wanted.per_page if config.page_size is None else min(wanted.per_page, config.page_size)
+    runs, total = state.store.page(dataclasses.replace(wanted, per_page=served))
     # The quirk: total_pages computed with Tallyfy's default page size instead of per_page.
-    page_size = 10 if config.total_pages_quirk else wanted.per_page
-    total_pages = max(1, math.ceil(total / page_size))
+    total_pages = max(1, math.ceil(total / (10 if config.total_pages_quirk else served)))
+    last = max(1, math.ceil(total / served))
     links: Any = None
     if config.links_style == "list":
         links = []
     elif config.links_style == "object":
-        last = max(1, math.ceil(total / wanted.per_page))
         links = {
             "next": _page_url(request, raw_query, wanted.page + 1) if wanted.page < last else None,
             "previous": _page_url(request, raw_query, wanted.page - 1) if wanted.page > 1 else None,
@@ -184,7 +185,7 @@ async def _list(request: web.Request, state: SandboxState) -> tuple[int, Any]:
     pagination = {
         "total": total,
         "count": len(runs),
-        "per_page": wanted.per_page,
+        "per_page": served if config.per_page_reported == "served" else wanted.per_page,
         "current_page": wanted.page,
         "total_pages": total_pages,
         "links": links,

@@ -6,13 +6,16 @@ import math
 import secrets
 from dataclasses import dataclass
 
-__all__ = ["LINKS_STYLES", "SandboxConfig"]
+from bulkruns.sandbox.rules import MAX_PER_PAGE
+
+__all__ = ["LINKS_STYLES", "PER_PAGE_REPORTS", "SandboxConfig"]
 
 # One token per process, so that every sandbox started by one test session or one
 # `bulkruns sandbox` accepts the same credentials unless a token is given.
 _PROCESS_TOKEN = "sbx_" + secrets.token_hex(16)
 
 LINKS_STYLES = ("object", "list", "null")
+PER_PAGE_REPORTS = ("served", "asked")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +60,17 @@ class SandboxConfig:
             back ``{"users":[],"groups":[]}``): tallyfy/mcp-public
             ``server/tools/process_management.py``, ``_preserved_run_assignment_buckets``.
             Other fields (``prerun`` among them) are left alone when absent.
+        page_size: the most runs a list page holds, whatever ``per_page`` asks (None =
+            as asked, up to 100); offsets follow: page N starts at (N-1) x the size
+            served, and ``total_pages`` is computed with it. Tallyfy's MCP server
+            (tallyfy/mcp-public ``server/utils/pagination.py``) records endpoints that
+            ignore ``per_page`` for a fixed 10 and whose ``total_pages`` then fits the size
+            served; it does not say whether the run list is one of them.
+        per_page_reported: what ``meta.pagination.per_page`` says when a page is smaller
+            than asked: ``"served"`` (the size used, as Laravel's paginator reports it) or
+            ``"asked"`` (an echo of the request). The evidence does not say: Tallyfy's MCP
+            server reads only the rows and ``total_pages``. ``count`` is always the rows
+            on the page.
     """
 
     org: str = "sandbox-org"
@@ -78,6 +92,8 @@ class SandboxConfig:
     total_pages_quirk: bool = False
     links_style: str = "object"
     strip_unsent_assignees: bool = False
+    page_size: int | None = None
+    per_page_reported: str = "served"
 
     def __post_init__(self) -> None:
         if not self.org or "/" in self.org or self.org.strip() != self.org:
@@ -106,6 +122,10 @@ class SandboxConfig:
             raise ValueError("delete_unarchived_status must be 404 or 422")
         if self.links_style not in LINKS_STYLES:
             raise ValueError(f"links_style must be one of {', '.join(LINKS_STYLES)}")
+        if self.page_size is not None and not 1 <= self.page_size <= MAX_PER_PAGE:
+            raise ValueError(f"page_size must be 1 to {MAX_PER_PAGE}, or None to serve as asked")
+        if self.per_page_reported not in PER_PAGE_REPORTS:
+            raise ValueError(f"per_page_reported must be one of {', '.join(PER_PAGE_REPORTS)}")
 
     @property
     def effective_burst_limit(self) -> int:

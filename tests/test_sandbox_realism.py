@@ -251,3 +251,94 @@ async def test_per_page_can_echo_what_was_asked(make_sandbox: MakeSandbox) -> No
         assert pagination["links"]["next"].endswith("page=2")
         tail = (await raw_list(sandbox, f"per_page=100&page={last}"))["meta"]["pagination"]
         assert tail["links"]["next"] is None
+
+
+# --- status=archived, and filters the server ignores --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reading", "archived", "status"),
+    [("lists-archived", True, None), ("ignored", False, None), ("matches-none", False, "archived")],
+)
+def test_status_archived_readings(reading: str, archived: bool, status: str | None) -> None:
+    query = parse_list_params({"status": "archived"}, status_archived=reading).query
+    assert (query.archived, query.status) == (archived, status)
+    store = RunStore.seeded(60, 4)
+    runs, total = store.page(parse_list_params({"status": "archived"}, status_archived=reading))
+    if reading == "matches-none":
+        assert (runs, total) == ([], 0)
+    else:
+        assert runs
+        assert all((run["status"] == "archived") is archived for run in runs)
+
+
+@pytest.mark.parametrize(
+    ("reading", "expected"),
+    [
+        ("lists-archived", {"archived": "only"}),
+        ("ignored", {}),
+        ("matches-none", None),
+    ],
+)
+async def test_status_archived_over_http(
+    make_sandbox: MakeSandbox,
+    make_client: MakeClient,
+    reading: str,
+    expected: dict[str, str] | None,
+) -> None:
+    async with make_sandbox(status_archived=reading) as sandbox, make_client(sandbox) as client:
+        page = await client.list_runs([("status", "archived")])
+        want = [] if expected is None else listing(sandbox, expected)[:100]
+        assert [run["id"] for run in page.runs] == want
+        assert page.total == (0 if expected is None else len(listing(sandbox, expected)))
+        # archived=only lists archived runs whatever the reading
+        only = await client.list_runs([("archived", "only")])
+        assert only.runs
+        assert all(run["status"] == "archived" for run in only.runs)
+
+
+def test_ignored_filters_are_checked() -> None:
+    for bad in (("state",), ["status"], ("page",)):
+        with pytest.raises(ValueError, match="ignored_filters"):
+            SandboxConfig(ignored_filters=bad)  # type: ignore[arg-type]
+
+
+def test_an_ignored_filter_is_read_as_unknown() -> None:
+    query = parse_list_params({"status": "gone", "type": "form"}, ignored=("status",)).query
+    assert query.status is None  # not even refused
+    assert query.type == "form"
+
+
+async def test_an_ignored_status_filter_lists_runs_of_every_status(
+    make_sandbox: MakeSandbox, make_client: MakeClient
+) -> None:
+    async with (
+        make_sandbox(ignored_filters=("status",)) as sandbox,
+        make_client(sandbox) as client,
+    ):
+        page = await client.list_runs([("status", "complete")])
+        assert [run["id"] for run in page.runs] == listing(sandbox)[:100]
+        assert {run["status"] for run in page.runs} >= {"active", "complete"}
+        assert page.total == len(listing(sandbox))
+
+
+@pytest.mark.parametrize(
+    ("ignored", "params"),
+    [
+        (("archived",), [("archived", "only")]),
+        (("starred", "type"), [("starred", "true"), ("type", "form")]),
+        (("sort",), [("sort", "name")]),
+    ],
+)
+async def test_ignored_filters_leave_the_default_list(
+    make_sandbox: MakeSandbox,
+    make_client: MakeClient,
+    ignored: tuple[str, ...],
+    params: list[tuple[str, str]],
+) -> None:
+    async with make_sandbox(ignored_filters=ignored) as sandbox, make_client(sandbox) as client:
+        page = await client.list_runs(params)
+        assert [run["id"] for run in page.runs] == listing(sandbox)[:100]
+    async with make_sandbox() as sandbox, make_client(sandbox) as client:
+        heeded = await client.list_runs(params)
+        assert [run["id"] for run in heeded.runs] != listing(sandbox)[:100]

@@ -167,8 +167,12 @@ def _query_params(raw: str) -> dict[str, str]:
 
 async def _list(request: web.Request, state: SandboxState) -> tuple[int, Any]:
     raw_query = request.rel_url.raw_query_string
-    wanted = parse_list_params(_query_params(raw_query))
     config = state.config
+    wanted = parse_list_params(
+        _query_params(raw_query),
+        ignored=config.ignored_filters,
+        status_archived=config.status_archived,
+    )
     served = wanted.per_page if config.page_size is None else min(wanted.per_page, config.page_size)
     runs, total = state.store.page(dataclasses.replace(wanted, per_page=served))
     # The quirk: total_pages computed with Tallyfy's default page size instead of per_page.

@@ -6,7 +6,7 @@ import math
 import secrets
 from dataclasses import dataclass
 
-from bulkruns.sandbox.rules import MAX_PER_PAGE
+from bulkruns.sandbox.rules import LIST_FILTERS, MAX_PER_PAGE, STATUS_ARCHIVED_READINGS
 
 __all__ = ["LINKS_STYLES", "PER_PAGE_REPORTS", "SandboxConfig"]
 
@@ -71,6 +71,21 @@ class SandboxConfig:
             ``"asked"`` (an echo of the request). The evidence does not say: Tallyfy's MCP
             server reads only the rows and ``total_pages``. ``count`` is always the rows
             on the page.
+        status_archived: how a list reads ``status=archived``. Tallyfy's docs list it
+            among the statuses, but its own clients never send it: its MCP server tells
+            callers to use ``archived=only``, "NOT status=archived", and rewrites the one
+            into the other (tallyfy/mcp-public ``server/tools/process_management.py``,
+            ``get_organization_runs``). What the server does with it is not recorded:
+            ``"lists-archived"`` (as the docs say), ``"ignored"`` (no status filter: the
+            default list of live runs) or ``"matches-none"`` (a status no live run has: an
+            empty list).
+        ignored_filters: list parameters the server ignores as if it did not know them,
+            as a deployment without those filters would (any of ``LIST_FILTERS`` in
+            :mod:`~bulkruns.sandbox.rules`): their runs are not narrowed by them, and a bad
+            value is not refused. Tallyfy ignores parameters it does not know, and a
+            filter value it does not support is "a silent passthrough that returns
+            misleading results" (tallyfy/mcp-public ``get_organization_runs``, on
+            ``type``).
     """
 
     org: str = "sandbox-org"
@@ -94,6 +109,8 @@ class SandboxConfig:
     strip_unsent_assignees: bool = False
     page_size: int | None = None
     per_page_reported: str = "served"
+    status_archived: str = "lists-archived"
+    ignored_filters: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.org or "/" in self.org or self.org.strip() != self.org:
@@ -120,12 +137,18 @@ class SandboxConfig:
                 raise ValueError(f"{name} must be a share between 0 and 1")
         if self.delete_unarchived_status not in (404, 422):
             raise ValueError("delete_unarchived_status must be 404 or 422")
-        if self.links_style not in LINKS_STYLES:
-            raise ValueError(f"links_style must be one of {', '.join(LINKS_STYLES)}")
         if self.page_size is not None and not 1 <= self.page_size <= MAX_PER_PAGE:
             raise ValueError(f"page_size must be 1 to {MAX_PER_PAGE}, or None to serve as asked")
-        if self.per_page_reported not in PER_PAGE_REPORTS:
-            raise ValueError(f"per_page_reported must be one of {', '.join(PER_PAGE_REPORTS)}")
+        for name, choices in (
+            ("links_style", LINKS_STYLES),
+            ("per_page_reported", PER_PAGE_REPORTS),
+            ("status_archived", STATUS_ARCHIVED_READINGS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}")
+        filters = self.ignored_filters
+        if not isinstance(filters, tuple) or not set(filters) <= set(LIST_FILTERS):
+            raise ValueError(f"ignored_filters must be a tuple of: {', '.join(LIST_FILTERS)}")
 
     @property
     def effective_burst_limit(self) -> int:

@@ -4,16 +4,18 @@ parameters and update bodies, and the errors for what they refuse. No I/O here."
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "ARCHIVED",
     "DEFAULT_SORT",
+    "LIST_FILTERS",
     "LIVE_STATUSES",
     "MAX_PER_PAGE",
     "SORTS",
+    "STATUS_ARCHIVED_READINGS",
     "ListRequest",
     "RunQuery",
     "StoreError",
@@ -30,6 +32,23 @@ MAX_NAME = 550
 # Sort fields; a leading "-" means descending. The default is newest first.
 SORTS = ("created_at", "name", "last_updated")
 DEFAULT_SORT = "-created_at"
+LIST_FILTERS = (
+    "q",
+    "status",
+    "archived",
+    "owners",
+    "checklist_id",
+    "folder",
+    "tag",
+    "starred",
+    "type",
+    "groups",
+    "task_status",
+    "sort",
+)
+"""The list parameters that select or order runs (everything but the page)."""
+STATUS_ARCHIVED_READINGS = ("lists-archived", "ignored", "matches-none")
+"""How a list may read ``status=archived`` (see ``SandboxConfig.status_archived``)."""
 
 
 class StoreError(Exception):
@@ -66,7 +85,8 @@ class RunQuery:
     """The server-side filter and order of a list request (everything but the page).
 
     ``archived`` selects archived runs instead of live ones; ``status`` then means the
-    status a run had before it was archived.
+    status a run had before it was archived. Without ``archived``, a ``status`` of
+    ``"archived"`` selects nothing: no live run has it.
     """
 
     archived: bool = False
@@ -118,14 +138,29 @@ def _id_set(value: str) -> frozenset[str]:
     return frozenset(part.strip() for part in value.split(",") if part.strip())
 
 
-def parse_list_params(params: Mapping[str, str]) -> ListRequest:
+def parse_list_params(
+    params: Mapping[str, str],
+    *,
+    ignored: Collection[str] = (),
+    status_archived: str = "lists-archived",
+) -> ListRequest:
     """Read a list request's query parameters (already ``%XX``-decoded).
 
     Unknown parameters (``with``, …) are ignored, as Tallyfy does.
 
+    Args:
+        params: the query parameters.
+        ignored: parameters to ignore as if unknown, as a server without those filters
+            would.
+        status_archived: how ``status=archived`` reads: ``"lists-archived"`` (as
+            ``archived=only``), ``"ignored"`` (no status filter) or ``"matches-none"``
+            (a status no live run has).
+
     Raises:
         StoreError: 422 with field errors for a value the server would refuse.
     """
+    if ignored:
+        params = {name: value for name, value in params.items() if name not in ignored}
     errors: dict[str, list[str]] = {}
 
     def integer(name: str, default: int) -> int:
@@ -148,7 +183,10 @@ def parse_list_params(params: Mapping[str, str]) -> ListRequest:
     status = params.get("status") or None
     archived = params.get("archived") == "only"
     if status == ARCHIVED:
-        archived, status = True, None
+        if status_archived == "lists-archived":
+            archived, status = True, None
+        elif status_archived == "ignored":
+            status = None
     elif status is not None and status not in LIVE_STATUSES:
         errors["status"] = ["The selected status is invalid."]
 

@@ -221,6 +221,8 @@ class RunStore:
             if query.status is not None:
                 status, prior = query.status, self._prior
                 checks.append(lambda run, i: prior.get(i) == status)
+        elif query.status == ARCHIVED:  # a status filter over live runs
+            checks.append(lambda run, i: False)
         elif query.status is not None:
             status = query.status
             checks.append(lambda run, i: run["status"] == status)

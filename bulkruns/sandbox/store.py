@@ -11,10 +11,9 @@ per change), so a page is a slice. The few most recent views are kept.
 
 from __future__ import annotations
 
-import bisect
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bulkruns.sandbox.rules import (
@@ -27,6 +26,7 @@ from bulkruns.sandbox.rules import (
     validate_update,
 )
 from bulkruns.sandbox.seed import seed_runs, task_statuses
+from bulkruns.sandbox.views import View
 
 __all__ = ["ASSIGNEE_BUCKETS", "RunStore"]
 
@@ -34,65 +34,6 @@ ASSIGNEE_BUCKETS = ("users", "groups")
 """The assignee lists of a run that an update replaces as a whole."""
 
 _VIEW_CACHE = 16  # each view costs a bisect per change: keep few
-
-
-_Key = Any  # an int position, or a (sort value, position) pair
-
-
-class _View:
-    """The positions of the runs matching one query, in one sort order, kept up to date."""
-
-    __slots__ = ("items", "key_of", "match", "sort_value")
-
-    def __init__(
-        self,
-        match: Callable[[int], bool],
-        sort_value: Callable[[int], str] | None,
-        positions: Iterator[int],
-    ) -> None:
-        self.match = match
-        self.sort_value = sort_value
-        self.key_of: dict[int, _Key] = {}
-        if sort_value is None:
-            # Positions are in creation order already: no sort, no per-item keys.
-            self.items: list[_Key] = [i for i in positions if match(i)]
-        else:
-            for i in positions:
-                if match(i):
-                    self.key_of[i] = (sort_value(i), i)
-            self.items = sorted(self.key_of.values())
-
-    def refresh(self, i: int, alive: bool) -> None:
-        """Put run ``i`` in or out of the view after it changed."""
-        items = self.items
-        want = alive and self.match(i)
-        if self.sort_value is None:
-            pos = bisect.bisect_left(items, i)
-            present = pos < len(items) and items[pos] == i
-            if present and not want:
-                del items[pos]
-            elif want and not present:
-                items.insert(pos, i)
-            return
-        old = self.key_of.pop(i, None)
-        if old is not None:
-            del items[bisect.bisect_left(items, old)]
-        if want:
-            key = (self.sort_value(i), i)
-            self.key_of[i] = key
-            bisect.insort(items, key)
-
-    def page(self, offset: int, size: int, *, descending: bool) -> list[int]:
-        """The positions on the page starting ``offset`` items from the start."""
-        items = self.items
-        if descending:
-            hi = len(items) - offset
-            chunk = items[max(0, hi - size) : hi][::-1] if hi > 0 else []
-        else:
-            chunk = items[offset : offset + size]
-        if self.sort_value is None:
-            return chunk
-        return [key[1] for key in chunk]
 
 
 class RunStore:
@@ -120,7 +61,7 @@ class RunStore:
         ]
         self._owners = frozenset(int(run["owner_id"]) for run in runs) or frozenset({1001})
         self._counts: Counter[str] = Counter(run["status"] for run in runs)
-        self._views: OrderedDict[tuple[Any, ...], _View] = OrderedDict()
+        self._views: OrderedDict[tuple[Any, ...], View] = OrderedDict()
         self.changes: Counter[str] = Counter()
         """How many changes were applied to each run, by run ID."""
         self.stripped: Counter[str] = Counter()
@@ -187,7 +128,7 @@ class RunStore:
         runs = self._runs
         return [runs[i] for i in positions], len(view.items)  # type: ignore[misc]
 
-    def _view(self, query: RunQuery) -> _View:
+    def _view(self, query: RunQuery) -> View:
         key = query.view_key
         view = self._views.get(key)
         if view is not None:
@@ -200,7 +141,7 @@ class RunStore:
         elif sort_field == "last_updated":
             sort_value = self._updated_key
         alive = (i for i, run in enumerate(self._runs) if run is not None)
-        view = _View(self._matcher(query), sort_value, alive)
+        view = View(self._matcher(query), sort_value, alive)
         self._views[key] = view
         if len(self._views) > _VIEW_CACHE:
             self._views.popitem(last=False)

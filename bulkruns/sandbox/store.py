@@ -4,15 +4,15 @@ Everything here is synchronous and does no I/O, so one handler's work is atomic 
 event loop and the rules can be tested without a server.
 
 Listing must stay fast with 100,000 runs while a bulk job archives thousands per second.
-A list query is therefore answered from a *view*: the sorted positions of the runs that
-match it, built once by a scan and then kept exact by every mutation (a bisect per view
-per change), so a page is a slice. The few most recent views are kept.
+A list query is therefore answered from a *view* (see :mod:`~bulkruns.sandbox.views`):
+the sorted positions of the runs that match it, kept exact by every change, so a page is
+a slice.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,20 +20,17 @@ from bulkruns.sandbox.rules import (
     ARCHIVED,
     LIVE_STATUSES,
     ListRequest,
-    RunQuery,
     StoreError,
     iso,
     validate_update,
 )
 from bulkruns.sandbox.seed import seed_runs, task_statuses
-from bulkruns.sandbox.views import View
+from bulkruns.sandbox.views import Views
 
 __all__ = ["ASSIGNEE_BUCKETS", "RunStore"]
 
 ASSIGNEE_BUCKETS = ("users", "groups")
 """The assignee lists of a run that an update replaces as a whole."""
-
-_VIEW_CACHE = 16  # each view costs a bisect per change: keep few
 
 
 class RunStore:
@@ -61,7 +58,7 @@ class RunStore:
         ]
         self._owners = frozenset(int(run["owner_id"]) for run in runs) or frozenset({1001})
         self._counts: Counter[str] = Counter(run["status"] for run in runs)
-        self._views: OrderedDict[tuple[Any, ...], View] = OrderedDict()
+        self._views = Views(self._runs, self._prior, self._task_status)
         self.changes: Counter[str] = Counter()
         """How many changes were applied to each run, by run ID."""
         self.stripped: Counter[str] = Counter()
@@ -91,8 +88,7 @@ class RunStore:
             StoreError: 404 for an unknown run, and for an archived one: soft-deleted
                 runs are found only by activate and permanent delete.
         """
-        run = self._runs[self._find(run_id)]
-        assert run is not None
+        _, run = self._find(run_id)
         if run["status"] == ARCHIVED:
             raise StoreError(404, "Run not found.")
         return run
@@ -119,7 +115,7 @@ class RunStore:
         two page requests shifts the later pages.
         """
         query = request.query
-        view = self._view(query)
+        view = self._views.for_query(query)
         positions = view.page(
             (request.page - 1) * request.per_page,
             request.per_page,
@@ -128,94 +124,23 @@ class RunStore:
         runs = self._runs
         return [runs[i] for i in positions], len(view.items)  # type: ignore[misc]
 
-    def _view(self, query: RunQuery) -> View:
-        key = query.view_key
-        view = self._views.get(key)
-        if view is not None:
-            self._views.move_to_end(key)
-            return view
-        sort_field = query.sort.lstrip("-")
-        sort_value: Callable[[int], str] | None = None
-        if sort_field == "name":
-            sort_value = self._name_key
-        elif sort_field == "last_updated":
-            sort_value = self._updated_key
-        alive = (i for i, run in enumerate(self._runs) if run is not None)
-        view = View(self._matcher(query), sort_value, alive)
-        self._views[key] = view
-        if len(self._views) > _VIEW_CACHE:
-            self._views.popitem(last=False)
-        return view
-
-    def _name_key(self, i: int) -> str:
-        return self._runs[i]["name"].casefold()  # type: ignore[index,no-any-return]
-
-    def _updated_key(self, i: int) -> str:
-        return self._runs[i]["last_updated"]  # type: ignore[index,no-any-return]
-
-    def _matcher(self, query: RunQuery) -> Callable[[int], bool]:
-        """A predicate over positions of live runs for ``query``'s filter."""
-        runs = self._runs
-        checks: list[Callable[[dict[str, Any], int], bool]] = []
-        if query.archived:
-            checks.append(lambda run, i: run["status"] == ARCHIVED)
-            if query.status is not None:
-                status, prior = query.status, self._prior
-                checks.append(lambda run, i: prior.get(i) == status)
-        elif query.status == ARCHIVED:  # a status filter over live runs
-            checks.append(lambda run, i: False)
-        elif query.status is not None:
-            status = query.status
-            checks.append(lambda run, i: run["status"] == status)
-        else:
-            checks.append(lambda run, i: run["status"] != ARCHIVED)
-        if query.q is not None:
-            needle = query.q
-            checks.append(lambda run, i: needle in run["name"].casefold())
-        if query.owners is not None:
-            owners = query.owners
-            checks.append(lambda run, i: str(run["owner_id"]) in owners)
-        if query.checklist_id is not None:
-            checklist = query.checklist_id
-            checks.append(lambda run, i: run["checklist_id"] == checklist)
-        if query.folder is not None:
-            folder = query.folder
-            checks.append(lambda run, i: run["folder_id"] == folder)
-        if query.tag is not None:
-            tag = query.tag
-            checks.append(lambda run, i: tag in run["tags"])
-        if query.starred is not None:
-            starred = query.starred
-            checks.append(lambda run, i: run["starred"] is starred)
-        if query.type is not None:
-            kind = query.type
-            checks.append(lambda run, i: run["type"] == kind)
-        if query.groups is not None:
-            groups = query.groups
-            checks.append(lambda run, i: any(g in groups for g in run["groups"]))
-        if query.task_status is not None:
-            task_status, derived = query.task_status, self._task_status
-            checks.append(lambda run, i: task_status in derived[i])
-
-        def match(i: int) -> bool:
-            run = runs[i]
-            return run is not None and all(check(run, i) for check in checks)
-
-        return match
-
     # --- changing ---
 
-    def _find(self, run_id: str) -> int:
+    def _find(self, run_id: str) -> tuple[int, dict[str, Any]]:
+        """The position and the object of a run not permanently deleted; 404 otherwise."""
         i = self._index.get(run_id)
         if i is None:
             raise StoreError(404, "Run not found.")
-        return i
+        run = self._runs[i]
+        assert run is not None
+        return i, run
 
     def _changed(self, i: int, run_id: str) -> None:
         self.changes[run_id] += 1
-        alive = self._runs[i] is not None
-        for view in self._views.values():
-            view.refresh(i, alive)
+        self._refresh(i)
+
+    def _refresh(self, i: int) -> None:
+        self._views.refresh(i)
 
     def _restatus(self, run: dict[str, Any], status: str) -> None:
         self._counts[run["status"]] -= 1
@@ -229,9 +154,7 @@ class RunStore:
             StoreError: 404 for an unknown run, and for one already archived: Tallyfy's
                 archive endpoint does not find soft-deleted runs.
         """
-        i = self._find(run_id)
-        run = self._runs[i]
-        assert run is not None
+        i, run = self._find(run_id)
         if run["status"] == ARCHIVED:
             raise StoreError(404, "Run not found.")
         now = iso(self._clock())
@@ -251,9 +174,7 @@ class RunStore:
         Raises:
             StoreError: 404 for an unknown run.
         """
-        i = self._find(run_id)
-        run = self._runs[i]
-        assert run is not None
+        i, run = self._find(run_id)
         if run["status"] != ARCHIVED:
             return run, False
         self._restatus(run, self._prior.pop(i, "active"))
@@ -276,9 +197,7 @@ class RunStore:
         Raises:
             StoreError: 404 for an unknown or archived run; 422 for an invalid body.
         """
-        i = self._find(run_id)
-        run = self._runs[i]
-        assert run is not None
+        i, run = self._find(run_id)
         fields = validate_update(body, self._owners)
         if run["status"] == ARCHIVED:
             # Soft-deleted runs are not found by the update route.
@@ -302,9 +221,7 @@ class RunStore:
             StoreError: 404 for an unknown run; ``unarchived_status`` (422 or 404) for a
                 run that is not archived.
         """
-        i = self._find(run_id)
-        run = self._runs[i]
-        assert run is not None
+        i, run = self._find(run_id)
         if run["status"] != ARCHIVED:
             if unarchived_status == 404:
                 raise StoreError(404, "Run not found.")

@@ -11,9 +11,11 @@ a slice.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from bulkruns.sandbox.rules import (
@@ -24,13 +26,15 @@ from bulkruns.sandbox.rules import (
     iso,
     validate_update,
 )
-from bulkruns.sandbox.seed import seed_runs, task_statuses
+from bulkruns.sandbox.seed import launched_run, seed_runs, task_statuses
 from bulkruns.sandbox.views import Views
 
 __all__ = ["ASSIGNEE_BUCKETS", "RunStore"]
 
 ASSIGNEE_BUCKETS = ("users", "groups")
 """The assignee lists of a run that an update replaces as a whole."""
+
+_PICK_TRIES = 64  # random probes for a run to change before giving up
 
 
 class RunStore:
@@ -59,6 +63,9 @@ class RunStore:
         self._owners = frozenset(int(run["owner_id"]) for run in runs) or frozenset({1001})
         self._counts: Counter[str] = Counter(run["status"] for run in runs)
         self._views = Views(self._runs, self._prior, self._task_status)
+        self._next_increment = max((run["increment_id"] for run in runs), default=1000) + 1
+        last = datetime.fromisoformat(runs[-1]["created_at"]).timestamp() if runs else 0.0
+        self._last_created_ms = round(last * 1000)
         self.changes: Counter[str] = Counter()
         """How many changes were applied to each run, by run ID."""
         self.stripped: Counter[str] = Counter()
@@ -233,3 +240,63 @@ class RunStore:
         del self._index[run_id]
         self._prior.pop(i, None)
         self._changed(i, run_id)
+
+    # --- other people's work: not counted in ``changes`` ---
+
+    def _probe(
+        self, rng: random.Random, wanted: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any] | None:
+        runs = self._runs
+        for _ in range(_PICK_TRIES if runs else 0):
+            run = runs[int(rng.random() * len(runs))]
+            if run is not None and wanted(run):
+                return run
+        return None
+
+    def pick(self, rng: random.Random, status: str | None = None) -> dict[str, Any] | None:
+        """A random live run (with ``status``, if given), or None if none was found soon.
+
+        The run is the store's own object: do not modify it.
+        """
+        return self._probe(
+            rng, lambda run: run["status"] != ARCHIVED and status in (None, run["status"])
+        )
+
+    def launch(self, rng: random.Random) -> dict[str, Any]:
+        """Add a run launched now, the newest of all, from the template of a random run."""
+        # With no run left to launch like, a template of the seed's own.
+        pattern = self._probe(rng, lambda run: True) or seed_runs(1, rng.getrandbits(32))[0][0]
+        self._last_created_ms = max(int(self._clock() * 1000), self._last_created_ms + 1)
+        run = launched_run(
+            pattern,
+            rng,
+            increment_id=self._next_increment,
+            # Half a millisecond on, so that iso() cannot round down to the one before.
+            created_at=iso((self._last_created_ms + 0.5) / 1000),
+            taken=self._index,
+        )
+        self._next_increment += 1
+        i = len(self._runs)
+        self._runs.append(run)
+        self._index[run["id"]] = i
+        self._task_status.append(task_statuses(run, "active"))
+        self._counts["active"] += 1
+        self._refresh(i)
+        return run
+
+    def rename(self, run_id: str, name: str) -> None:
+        """Give a live run another name, as a person editing it would."""
+        i, run = self._find(run_id)
+        run["name"] = name
+        run["last_updated"] = iso(self._clock())
+        self._refresh(i)
+
+    def complete(self, run_id: str) -> None:
+        """Complete a live run's last tasks: its status becomes ``complete``."""
+        i, run = self._find(run_id)
+        total = run["progress"]["total"]
+        run["progress"] = {"complete": total, "total": total, "percent": 100}
+        self._restatus(run, "complete")
+        self._task_status[i] = task_statuses(run, "complete")
+        run["last_updated"] = iso(self._clock())
+        self._refresh(i)

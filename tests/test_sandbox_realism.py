@@ -12,8 +12,10 @@ import aiohttp
 import orjson
 import pytest
 import yarl
+from click.testing import CliRunner
 
 from bulkruns.api import Client
+from bulkruns.cli import main, serve
 from bulkruns.errors import NotFound
 from bulkruns.sandbox import Sandbox, SandboxConfig
 from bulkruns.sandbox.rules import ListRequest, StoreError, parse_list_params
@@ -488,3 +490,75 @@ async def test_other_peoples_work_replays_for_a_seed(
     first = await after_three_lists(5)
     assert first == await after_three_lists(5)
     assert first != await after_three_lists(6)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+QUIRK_FIELDS = (
+    "strip_unsent_assignees",
+    "page_size",
+    "per_page_reported",
+    "status_archived",
+    "ignored_filters",
+    "launches_per_list",
+    "renames_per_list",
+    "completions_per_list",
+)
+
+
+def served_config(monkeypatch: pytest.MonkeyPatch, *flags: str) -> SandboxConfig:
+    """The settings ``bulkruns sandbox FLAGS`` would serve with (nothing is served)."""
+    configs: list[SandboxConfig] = []
+
+    async def capture(config: SandboxConfig, host: str, port: int) -> None:
+        configs.append(config)
+
+    monkeypatch.setattr(serve, "_serve", capture)
+    result = CliRunner().invoke(main, ["sandbox", "--port", "0", *flags])
+    assert result.exit_code == 0, result.output
+    return configs[0]
+
+
+def test_sandbox_command_sets_tallyfy_quirks(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = served_config(
+        monkeypatch,
+        "--strip-unsent-assignees",
+        "--page-size=50",
+        "--per-page-reported=asked",
+        "--status-archived=matches-none",
+        "--ignore-filter=status",
+        "--ignore-filter=type",
+        "--launches-per-list=3",
+        "--renames-per-list=2",
+        "--completions-per-list=1",
+    )
+    assert {name: getattr(config, name) for name in QUIRK_FIELDS} == {
+        "strip_unsent_assignees": True,
+        "page_size": 50,
+        "per_page_reported": "asked",
+        "status_archived": "matches-none",
+        "ignored_filters": ("status", "type"),
+        "launches_per_list": 3,
+        "renames_per_list": 2,
+        "completions_per_list": 1,
+    }
+
+
+def test_sandbox_command_keeps_tallyfy_quirks_off_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config, default = served_config(monkeypatch), SandboxConfig()
+    assert [getattr(config, name) for name in QUIRK_FIELDS] == [
+        getattr(default, name) for name in QUIRK_FIELDS
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "named"),
+    [("--ignore-filter=state", "ignored_filters"), ("--page-size=0", "--page-size")],
+)
+def test_sandbox_command_refuses_bad_quirks_with_one_line(flag: str, named: str) -> None:
+    result = CliRunner().invoke(main, ["sandbox", "--port", "0", flag])
+    assert result.exit_code == 2
+    assert named in result.output
+    assert "Traceback" not in result.output

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import random
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,8 +12,10 @@ import aiohttp
 import orjson
 import pytest
 import yarl
+from click.testing import CliRunner
 
 from bulkruns.api import Client
+from bulkruns.cli import main, serve
 from bulkruns.errors import NotFound
 from bulkruns.sandbox import Sandbox, SandboxConfig
 from bulkruns.sandbox.rules import ListRequest, StoreError, parse_list_params
@@ -21,6 +25,7 @@ pytestmark = pytest.mark.anyio
 
 MakeSandbox = Callable[..., Sandbox]
 MakeClient = Callable[..., Client]
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 async def raw_list(sandbox: Sandbox, query: str) -> dict[str, Any]:
@@ -35,11 +40,22 @@ async def raw_list(sandbox: Sandbox, query: str) -> dict[str, Any]:
         return orjson.loads(await response.read())  # type: ignore[no-any-return]
 
 
-def listing(sandbox: Sandbox, params: dict[str, str] | None = None) -> list[str]:
+def listing_of(store: RunStore, params: dict[str, str] | None = None) -> list[str]:
     """Every ID a query selects right now, in its order, read from the store."""
     request = parse_list_params(params or {})
-    runs, _ = sandbox.state.store.page(ListRequest(request.query, 1, 1_000_000))
+    runs, _ = store.page(ListRequest(request.query, 1, 1_000_000))
     return [run["id"] for run in runs]
+
+
+def listing(sandbox: Sandbox, params: dict[str, str] | None = None) -> list[str]:
+    return listing_of(sandbox.state.store, params)
+
+
+def run_of(store: RunStore, run_id: str) -> dict[str, Any]:
+    """The live run object, which must exist."""
+    run = store.get(run_id)
+    assert run is not None
+    return run
 
 
 def first_id(sandbox: Sandbox, status: str, *, assigned: bool = False) -> str:
@@ -58,8 +74,8 @@ def first_id(sandbox: Sandbox, status: str, *, assigned: bool = False) -> str:
 
 def test_store_reads_live_runs_only() -> None:
     store = RunStore.seeded(60, 2)
-    live = next(i for i in store.ids() if store.get(i)["status"] != "archived")  # type: ignore[index]
-    archived = next(i for i in store.ids() if store.get(i)["status"] == "archived")  # type: ignore[index]
+    live = next(i for i in store.ids() if run_of(store, i)["status"] != "archived")
+    archived = next(i for i in store.ids() if run_of(store, i)["status"] == "archived")
     assert store.read(live) is store.get(live)
     for missing in (archived, "0" * 32):
         with pytest.raises(StoreError) as caught:
@@ -126,7 +142,7 @@ def assigned_run(store: RunStore) -> str:
 def test_an_update_without_assignees_strips_both_buckets() -> None:
     store = RunStore.seeded(80, 3)
     run_id = assigned_run(store)
-    prerun = store.get(run_id)["prerun"]  # type: ignore[index]
+    prerun = run_of(store, run_id)["prerun"]
     run = store.update(run_id, {"name": "Renamed"}, strip_unsent_assignees=True)
     assert run["name"] == "Renamed"
     assert run["users"] == []
@@ -140,7 +156,7 @@ def test_an_update_without_assignees_strips_both_buckets() -> None:
 def test_each_bucket_is_read_alone_and_a_sent_list_replaces() -> None:
     store = RunStore.seeded(80, 3)
     run_id = assigned_run(store)
-    groups = list(store.get(run_id)["groups"])  # type: ignore[index]
+    groups = list(run_of(store, run_id)["groups"])
     run = store.update(run_id, {"users": [1005]}, strip_unsent_assignees=True)
     assert run["users"] == [1005]
     assert run["groups"] == []
@@ -156,7 +172,7 @@ def test_each_bucket_is_read_alone_and_a_sent_list_replaces() -> None:
 def test_without_the_switch_an_update_keeps_unsent_assignees() -> None:
     store = RunStore.seeded(80, 3)
     run_id = assigned_run(store)
-    before = dict(store.get(run_id))  # type: ignore[arg-type]
+    before = dict(run_of(store, run_id))
     run = store.update(run_id, {"name": "Renamed"})
     assert run["users"] == before["users"]
     assert run["groups"] == before["groups"]
@@ -342,3 +358,207 @@ async def test_ignored_filters_leave_the_default_list(
     async with make_sandbox() as sandbox, make_client(sandbox) as client:
         heeded = await client.list_runs(params)
         assert [run["id"] for run in heeded.runs] != listing(sandbox)[:100]
+
+
+# --- other people at work while a job lists ------------------------------------------------------
+
+
+def test_a_launched_run_is_the_newest_and_like_a_seeded_one() -> None:
+    store = RunStore.seeded(50, 6)
+    seeded = run_of(store, store.ids()[0])
+    newest = listing_of(store)[0]
+    active = store.counts()["active"]
+    run = store.launch(random.Random(1))
+    assert HEX32.match(run["id"])
+    assert set(run) == set(seeded)
+    assert run["status"] == "active"
+    assert run["created_at"] > run_of(store, newest)["created_at"]
+    assert run["increment_id"] == 1001 + 50
+    assert run["checklist_id"] in {run_of(store, i)["checklist_id"] for i in store.ids()}
+    assert listing_of(store)[:2] == [run["id"], newest]
+    assert store.counts()["active"] == active + 1
+    assert not store.changes
+
+
+def test_launches_into_an_empty_store_stay_in_creation_order() -> None:
+    store = RunStore([], clock=lambda: 1_750_000_000.0)
+    rng = random.Random(2)
+    runs = [store.launch(rng) for _ in range(3)]
+    assert [run["created_at"] for run in runs] == sorted({run["created_at"] for run in runs})
+    assert listing_of(store) == [run["id"] for run in reversed(runs)]
+
+
+def test_renamed_and_completed_runs_move_between_views() -> None:
+    store = RunStore.seeded(120, 6)
+    by_name = {"sort": "name"}
+    before = listing_of(store, by_name)
+    run_id = before[0]
+    store.rename(run_id, "Zz last of all")
+    assert listing_of(store, by_name)[-1] == run_id
+    active = listing_of(store, {"status": "active"})
+    store.complete(active[0])
+    run = run_of(store, active[0])
+    assert run["status"] == "complete"
+    assert run["progress"]["complete"] == run["progress"]["total"]
+    assert active[0] not in listing_of(store, {"status": "active"})
+    assert active[0] in listing_of(store, {"status": "complete"})
+    assert not store.changes
+
+
+def test_other_peoples_work_is_checked() -> None:
+    for name in ("launches_per_list", "renames_per_list", "completions_per_list"):
+        with pytest.raises(ValueError, match=name):
+            SandboxConfig(**{name: -1})
+
+
+async def test_launches_during_a_listing_push_runs_to_later_pages(
+    make_sandbox: MakeSandbox, make_client: MakeClient
+) -> None:
+    async with make_sandbox(launches_per_list=3) as sandbox, make_client(sandbox) as client:
+        before = listing(sandbox)
+        seen: list[str] = []
+        pages = 0
+        while True:
+            page = await client.list_runs([], page=pages + 1, per_page=50)
+            pages += 1
+            seen += [run["id"] for run in page.runs]
+            if len(page.runs) < 50:
+                break
+        # Each launch pushes the runs behind it one place on: every later page repeats
+        # three runs of the page before it, and the new runs, on page 1, are never seen.
+        assert set(seen) == set(before)
+        assert len(seen) - len(set(seen)) == 3 * (pages - 1)
+        assert seen[50:53] == before[47:50]
+        assert len(sandbox.state.store) == sandbox.config.runs + 3 * pages
+        assert sandbox.state.stats()["others"] == {
+            "launched": 3 * pages,
+            "renamed": 0,
+            "completed": 0,
+        }
+        assert page.total == len(before) + 3 * (pages - 1)
+
+
+async def test_completions_during_a_listing_leave_the_active_list(
+    make_sandbox: MakeSandbox, make_client: MakeClient
+) -> None:
+    async with make_sandbox(completions_per_list=2) as sandbox, make_client(sandbox) as client:
+        active = listing(sandbox, {"status": "active"})
+        first = await client.list_runs([("status", "active")], per_page=10)
+        assert [run["id"] for run in first.runs] == active[:10]  # served as it was
+        assert len(listing(sandbox, {"status": "active"})) == len(active) - 2
+        completed = set(active) - set(listing(sandbox, {"status": "active"}))
+        assert completed <= set(listing(sandbox, {"status": "complete"}))
+        assert sandbox.state.stats()["others"]["completed"] == 2
+        assert sandbox.state.stats()["changes"]["applied"] == 0
+
+
+async def test_renames_during_a_listing_are_served_after_the_page(
+    make_sandbox: MakeSandbox, make_client: MakeClient
+) -> None:
+    async with (
+        make_sandbox(runs=40, renames_per_list=40) as sandbox,
+        make_client(sandbox) as client,
+    ):
+        store = sandbox.state.store
+        names = {run_id: run_of(store, run_id)["name"] for run_id in listing(sandbox)}
+        page = await client.list_runs([("sort", "name")])
+        assert {run["id"]: run["name"] for run in page.runs} == names  # the page as it was
+        assert any(run_of(store, i)["name"] != name for i, name in names.items())
+        assert listing(sandbox, {"sort": "name"}) != [run["id"] for run in page.runs]
+        assert sandbox.state.stats()["others"]["renamed"] == 40
+
+
+async def test_other_peoples_work_replays_for_a_seed(
+    make_sandbox: MakeSandbox, make_client: MakeClient
+) -> None:
+    async def after_three_lists(seed: int) -> list[dict[str, Any]]:
+        work = {"launches_per_list": 2, "renames_per_list": 2, "completions_per_list": 2}
+        async with make_sandbox(seed=seed, **work) as sandbox, make_client(sandbox) as client:
+            for _ in range(3):
+                await client.list_runs([])
+            store = sandbox.state.store  # times are the clock's, the rest the seed's
+            return [
+                {
+                    k: v
+                    for k, v in run.items()
+                    if k not in ("created_at", "last_updated", "archived_at")
+                }
+                for run in (store.get(i) for i in store.ids())
+                if run is not None
+            ]
+
+    first = await after_three_lists(5)
+    assert first == await after_three_lists(5)
+    assert first != await after_three_lists(6)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+QUIRK_FIELDS = (
+    "strip_unsent_assignees",
+    "page_size",
+    "per_page_reported",
+    "status_archived",
+    "ignored_filters",
+    "launches_per_list",
+    "renames_per_list",
+    "completions_per_list",
+)
+
+
+def served_config(monkeypatch: pytest.MonkeyPatch, *flags: str) -> SandboxConfig:
+    """The settings ``bulkruns sandbox FLAGS`` would serve with (nothing is served)."""
+    configs: list[SandboxConfig] = []
+
+    async def capture(config: SandboxConfig, host: str, port: int) -> None:
+        configs.append(config)
+
+    monkeypatch.setattr(serve, "_serve", capture)
+    result = CliRunner().invoke(main, ["sandbox", "--port", "0", *flags])
+    assert result.exit_code == 0, result.output
+    return configs[0]
+
+
+def test_sandbox_command_sets_tallyfy_quirks(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = served_config(
+        monkeypatch,
+        "--strip-unsent-assignees",
+        "--page-size=50",
+        "--per-page-reported=asked",
+        "--status-archived=matches-none",
+        "--ignore-filter=status",
+        "--ignore-filter=type",
+        "--launches-per-list=3",
+        "--renames-per-list=2",
+        "--completions-per-list=1",
+    )
+    assert {name: getattr(config, name) for name in QUIRK_FIELDS} == {
+        "strip_unsent_assignees": True,
+        "page_size": 50,
+        "per_page_reported": "asked",
+        "status_archived": "matches-none",
+        "ignored_filters": ("status", "type"),
+        "launches_per_list": 3,
+        "renames_per_list": 2,
+        "completions_per_list": 1,
+    }
+
+
+def test_sandbox_command_keeps_tallyfy_quirks_off_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config, default = served_config(monkeypatch), SandboxConfig()
+    assert [getattr(config, name) for name in QUIRK_FIELDS] == [
+        getattr(default, name) for name in QUIRK_FIELDS
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flag", "named"),
+    [("--ignore-filter=state", "ignored_filters"), ("--page-size=0", "--page-size")],
+)
+def test_sandbox_command_refuses_bad_quirks_with_one_line(flag: str, named: str) -> None:
+    result = CliRunner().invoke(main, ["sandbox", "--port", "0", flag])
+    assert result.exit_code == 2
+    assert named in result.output
+    assert "Traceback" not in result.output

@@ -89,6 +89,56 @@ __all__ = ["sandbox"]
     show_default=True,
     help="Shape of meta.pagination.links.",
 )
+# Where Tallyfy's server departs from its docs: all off by default (see SandboxConfig).
+@click.option(
+    "--strip-unsent-assignees",
+    is_flag=True,
+    help="An update detaches the users or groups it is not sent, as Tallyfy's does.",
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 100),
+    help="Most runs a list page holds, whatever per_page asks (default: as asked).",
+)
+@click.option(
+    "--per-page-reported",
+    type=click.Choice(["served", "asked"]),
+    default="served",
+    show_default=True,
+    help="What meta.pagination.per_page says of a page smaller than asked.",
+)
+@click.option(
+    "--status-archived",
+    type=click.Choice(["lists-archived", "ignored", "matches-none"]),
+    default="lists-archived",
+    show_default=True,
+    help="How status=archived reads: as archived=only, as no filter, or as no run.",
+)
+@click.option(
+    "--ignore-filter",
+    "ignored_filters",
+    multiple=True,
+    metavar="NAME",
+    help="A list parameter the server ignores as unknown (status, type…); repeatable.",
+)
+@click.option(
+    "--launches-per-list",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Runs other people launch after each list page served.",
+)
+@click.option(
+    "--renames-per-list",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Runs other people rename after each list page served.",
+)
+@click.option(
+    "--completions-per-list",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Active runs other people complete after each list page served.",
+)
 @click.option("--token", help="Token to accept (default: a random one).")
 @click.option("--org", "sandbox_org", default="sandbox-org", show_default=True, help="Org ID.")
 @click.pass_context
@@ -110,6 +160,14 @@ def sandbox(
     delete_unarchived_status: str,
     total_pages_quirk: bool,
     links: str,
+    strip_unsent_assignees: bool,
+    page_size: int | None,
+    per_page_reported: str,
+    status_archived: str,
+    ignored_filters: tuple[str, ...],
+    launches_per_list: int,
+    renames_per_list: int,
+    completions_per_list: int,
     token: str | None,
     sandbox_org: str,
 ) -> None:
@@ -142,6 +200,14 @@ def sandbox(
             delete_unarchived_status=int(delete_unarchived_status),
             total_pages_quirk=total_pages_quirk,
             links_style=links,
+            strip_unsent_assignees=strip_unsent_assignees,
+            page_size=page_size,
+            per_page_reported=per_page_reported,
+            status_archived=status_archived,
+            ignored_filters=ignored_filters,
+            launches_per_list=launches_per_list,
+            renames_per_list=renames_per_list,
+            completions_per_list=completions_per_list,
         )
         if token is not None:
             config = dataclasses.replace(config, token=token)

@@ -8,8 +8,9 @@ It serves seeded runs under ``/api/organizations/{org}/runs…`` (and without ``
 Tallyfy's envelopes, errors, pagination quirks and rolling-window rate limit, and can
 inject latency and faults. ``GET /_sandbox/stats`` reports what it served and changed.
 Modules: ``config`` (settings), ``rules`` (what the endpoints accept), ``seed`` (the seeded
-runs), ``store`` (runs, filters, pages, changes), ``limits`` (rate limit,
-faults), ``state`` (live state and stats), ``app`` (HTTP handlers), ``server`` (serving).
+runs), ``store`` (runs, filters, pages, changes), ``views`` (the store's sorted list
+views), ``limits`` (rate limit, faults), ``others`` (other people at work meanwhile),
+``state`` (live state and stats), ``app`` (HTTP handlers), ``server`` (serving).
 """
 
 from bulkruns.sandbox.app import make_app, state_of

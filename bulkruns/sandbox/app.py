@@ -175,6 +175,10 @@ async def _list(request: web.Request, state: SandboxState) -> tuple[int, Any]:
     )
     served = wanted.per_page if config.page_size is None else min(wanted.per_page, config.page_size)
     runs, total = state.store.page(dataclasses.replace(wanted, per_page=served))
+    if state.others.busy:
+        # They change run objects in place once this page is taken: serve it as it was.
+        runs = [dict(run) for run in runs]
+        state.others.act()
     # The quirk: total_pages computed with Tallyfy's default page size instead of per_page.
     total_pages = max(1, math.ceil(total / (10 if config.total_pages_quirk else served)))
     last = max(1, math.ceil(total / served))

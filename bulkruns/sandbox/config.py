@@ -48,8 +48,8 @@ class SandboxConfig:
             (``{"next": …, "previous": …}``), ``"list"`` (``[]``) or ``"null"``.
 
     Where Tallyfy's server departs from its docs, as its own clients record, a switch
-    models it. Each is off by default, serving what the docs say, and will follow
-    Tallyfy once the engine copes:
+    models it. Each is off by default, serving what the docs say; once the engine copes,
+    the defaults will follow Tallyfy:
 
     Attributes:
         strip_unsent_assignees: an update reads an absent ``users`` or ``groups`` as an
@@ -86,6 +86,16 @@ class SandboxConfig:
             filter value it does not support is "a silent passthrough that returns
             misleading results" (tallyfy/mcp-public ``get_organization_runs``, on
             ``type``).
+        launches_per_list: runs other people launch after each list page served. A
+            real organisation launches, renames and completes runs while a job lists;
+            how often is its own, so these three default to none. Their work is seeded
+            (``seed``), counted in the stats under ``others``, and never in ``changes``.
+            A launched run is the newest: it lands on page 1 of the default order and
+            pushes every later page back by one.
+        renames_per_list: live runs other people rename after each list page served,
+            which moves them under ``sort=name`` (and ``sort=-last_updated``).
+        completions_per_list: active runs other people complete after each list page
+            served: they leave ``status=active`` for ``status=complete``.
     """
 
     org: str = "sandbox-org"
@@ -111,14 +121,18 @@ class SandboxConfig:
     per_page_reported: str = "served"
     status_archived: str = "lists-archived"
     ignored_filters: tuple[str, ...] = ()
+    launches_per_list: int = 0
+    renames_per_list: int = 0
+    completions_per_list: int = 0
 
     def __post_init__(self) -> None:
         if not self.org or "/" in self.org or self.org.strip() != self.org:
             raise ValueError("org must be a non-empty path segment without '/' or spaces")
         if not self.token or any(c.isspace() for c in self.token):
             raise ValueError("token must be non-empty and contain no whitespace")
-        if self.runs < 0:
-            raise ValueError("runs must be 0 or more")
+        for name in ("runs", "launches_per_list", "renames_per_list", "completions_per_list"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more")
         if self.rate_limit < 0:
             raise ValueError("rate_limit must be 0 (no limit) or more")
         if not (math.isfinite(self.window) and self.window > 0):

@@ -8,12 +8,12 @@ import functools
 import itertools
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any
 
 from bulkruns.sandbox.rules import ARCHIVED, iso
 
-__all__ = ["seed_runs", "task_statuses"]
+__all__ = ["launched_run", "renamed", "seed_runs", "task_statuses"]
 
 _TWO_YEARS = 2 * 365 * 86400.0
 
@@ -137,6 +137,58 @@ def seed_runs(
             }
         )
     return runs, prior
+
+
+def launched_run(
+    pattern: Mapping[str, Any],
+    rng: random.Random,
+    *,
+    increment_id: int,
+    created_at: str,
+    taken: Container[str],
+) -> dict[str, Any]:
+    """A run someone launched just now from the template of ``pattern``, a seeded run.
+
+    It has the fields of a seeded run: the template, folder, tags, owner and assignees of
+    ``pattern``, an ID not in ``taken``, a name and summary of its own, no task done yet.
+    """
+    run_id = _hex_id(rng)
+    while run_id in taken:
+        run_id = _hex_id(rng)
+    total = 3 + int(rng.random() * 18)
+    return {
+        "id": run_id,
+        "increment_id": increment_id,
+        "checklist_id": pattern["checklist_id"],
+        "checklist_title": pattern["checklist_title"],
+        "name": f"{pattern['checklist_title']} - {rng.choice(_CUSTOMERS)}",
+        "summary": rng.choice(_SUMMARIES),
+        "status": "active",
+        "progress": {"complete": 0, "total": total, "percent": 0},
+        "owner_id": pattern["owner_id"],
+        "started_by": pattern["owner_id"],
+        "created_at": created_at,
+        "last_updated": created_at,
+        "archived_at": None,
+        "starred": rng.random() < _STARRED_SHARE,
+        "is_public": rng.random() < 0.05,
+        "publicly_hidden_fields": [],
+        "users": pattern["users"],
+        "groups": pattern["groups"],
+        "prerun": {},
+        "tags": pattern["tags"],
+        "folder_id": pattern["folder_id"],
+        "type": pattern["type"],
+    }
+
+
+def renamed(name: str, rng: random.Random) -> str:
+    """Another name a person might give a run called ``name``."""
+    while True:
+        title, _ = rng.choice(_TEMPLATES)
+        new = f"{title} - {rng.choice(_CUSTOMERS)}"
+        if new != name:
+            return new
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from typing import Any
 
 from bulkruns.sandbox.config import SandboxConfig
 from bulkruns.sandbox.limits import FaultDice, RateLimiter
+from bulkruns.sandbox.others import OtherPeople
 from bulkruns.sandbox.store import RunStore
 
 __all__ = ["KINDS", "SandboxState"]
@@ -31,6 +32,7 @@ class SandboxState:
         store: the runs (see :class:`~bulkruns.sandbox.store.RunStore`).
         limiter: the rate limiter.
         dice: the seeded source of latency and fault decisions.
+        others: the organisation's other users, at work while a job lists.
         total: requests received (stats requests excluded).
         throttled: requests refused with 429 by the rate limiter.
         faults: injected faults by kind (``fail_before``, ``fail_after``, ``reset``, ``stall``).
@@ -42,6 +44,7 @@ class SandboxState:
         self.store = store if store is not None else RunStore.seeded(config.runs, config.seed)
         self.limiter = RateLimiter.from_config(config)
         self.dice = FaultDice(config)
+        self.others = OtherPeople(config, self.store)
         self.requests: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
         self.total = 0
         self.throttled = 0
@@ -86,7 +89,7 @@ class SandboxState:
         """Requests, changes, runs by status, and what Tallyfy's quirks did: JSON-ready.
 
         ``assignees_stripped`` counts the updates that detached assignees they did not
-        send, and the runs that lost some.
+        send, and the runs that lost some; ``others`` what other people did meanwhile.
         """
         changed = self.store.changes
         return {
@@ -105,4 +108,5 @@ class SandboxState:
                 "updates": self.store.stripped.total(),
                 "runs": len(self.store.stripped),
             },
+            "others": dict(self.others.done),
         }

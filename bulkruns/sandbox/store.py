@@ -4,95 +4,37 @@ Everything here is synchronous and does no I/O, so one handler's work is atomic 
 event loop and the rules can be tested without a server.
 
 Listing must stay fast with 100,000 runs while a bulk job archives thousands per second.
-A list query is therefore answered from a *view*: the sorted positions of the runs that
-match it, built once by a scan and then kept exact by every mutation (a bisect per view
-per change), so a page is a slice. The few most recent views are kept.
+A list query is therefore answered from a *view* (see :mod:`~bulkruns.sandbox.views`):
+the sorted positions of the runs that match it, kept exact by every change, so a page is
+a slice.
 """
 
 from __future__ import annotations
 
-import bisect
+import random
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from bulkruns.sandbox.rules import (
     ARCHIVED,
     LIVE_STATUSES,
     ListRequest,
-    RunQuery,
     StoreError,
     iso,
     validate_update,
 )
-from bulkruns.sandbox.seed import seed_runs, task_statuses
+from bulkruns.sandbox.seed import launched_run, seed_runs, task_statuses
+from bulkruns.sandbox.views import Views
 
 __all__ = ["ASSIGNEE_BUCKETS", "RunStore"]
 
 ASSIGNEE_BUCKETS = ("users", "groups")
 """The assignee lists of a run that an update replaces as a whole."""
 
-_VIEW_CACHE = 16  # each view costs a bisect per change: keep few
-
-
-_Key = Any  # an int position, or a (sort value, position) pair
-
-
-class _View:
-    """The positions of the runs matching one query, in one sort order, kept up to date."""
-
-    __slots__ = ("items", "key_of", "match", "sort_value")
-
-    def __init__(
-        self,
-        match: Callable[[int], bool],
-        sort_value: Callable[[int], str] | None,
-        positions: Iterator[int],
-    ) -> None:
-        self.match = match
-        self.sort_value = sort_value
-        self.key_of: dict[int, _Key] = {}
-        if sort_value is None:
-            # Positions are in creation order already: no sort, no per-item keys.
-            self.items: list[_Key] = [i for i in positions if match(i)]
-        else:
-            for i in positions:
-                if match(i):
-                    self.key_of[i] = (sort_value(i), i)
-            self.items = sorted(self.key_of.values())
-
-    def refresh(self, i: int, alive: bool) -> None:
-        """Put run ``i`` in or out of the view after it changed."""
-        items = self.items
-        want = alive and self.match(i)
-        if self.sort_value is None:
-            pos = bisect.bisect_left(items, i)
-            present = pos < len(items) and items[pos] == i
-            if present and not want:
-                del items[pos]
-            elif want and not present:
-                items.insert(pos, i)
-            return
-        old = self.key_of.pop(i, None)
-        if old is not None:
-            del items[bisect.bisect_left(items, old)]
-        if want:
-            key = (self.sort_value(i), i)
-            self.key_of[i] = key
-            bisect.insort(items, key)
-
-    def page(self, offset: int, size: int, *, descending: bool) -> list[int]:
-        """The positions on the page starting ``offset`` items from the start."""
-        items = self.items
-        if descending:
-            hi = len(items) - offset
-            chunk = items[max(0, hi - size) : hi][::-1] if hi > 0 else []
-        else:
-            chunk = items[offset : offset + size]
-        if self.sort_value is None:
-            return chunk
-        return [key[1] for key in chunk]
+_PICK_TRIES = 64  # random probes for a run to change before giving up
 
 
 class RunStore:
@@ -120,7 +62,10 @@ class RunStore:
         ]
         self._owners = frozenset(int(run["owner_id"]) for run in runs) or frozenset({1001})
         self._counts: Counter[str] = Counter(run["status"] for run in runs)
-        self._views: OrderedDict[tuple[Any, ...], _View] = OrderedDict()
+        self._views = Views(self._runs, self._prior, self._task_status)
+        self._next_increment = max((run["increment_id"] for run in runs), default=1000) + 1
+        last = datetime.fromisoformat(runs[-1]["created_at"]).timestamp() if runs else 0.0
+        self._last_created_ms = round(last * 1000)
         self.changes: Counter[str] = Counter()
         """How many changes were applied to each run, by run ID."""
         self.stripped: Counter[str] = Counter()
@@ -150,8 +95,7 @@ class RunStore:
             StoreError: 404 for an unknown run, and for an archived one: soft-deleted
                 runs are found only by activate and permanent delete.
         """
-        run = self._runs[self._find(run_id)]
-        assert run is not None
+        _, run = self._find(run_id)
         if run["status"] == ARCHIVED:
             raise StoreError(404, "Run not found.")
         return run
@@ -178,7 +122,7 @@ class RunStore:
         two page requests shifts the later pages.
         """
         query = request.query
-        view = self._view(query)
+        view = self._views.for_query(query)
         positions = view.page(
             (request.page - 1) * request.per_page,
             request.per_page,
@@ -187,94 +131,23 @@ class RunStore:
         runs = self._runs
         return [runs[i] for i in positions], len(view.items)  # type: ignore[misc]
 
-    def _view(self, query: RunQuery) -> _View:
-        key = query.view_key
-        view = self._views.get(key)
-        if view is not None:
-            self._views.move_to_end(key)
-            return view
-        sort_field = query.sort.lstrip("-")
-        sort_value: Callable[[int], str] | None = None
-        if sort_field == "name":
-            sort_value = self._name_key
-        elif sort_field == "last_updated":
-            sort_value = self._updated_key
-        alive = (i for i, run in enumerate(self._runs) if run is not None)
-        view = _View(self._matcher(query), sort_value, alive)
-        self._views[key] = view
-        if len(self._views) > _VIEW_CACHE:
-            self._views.popitem(last=False)
-        return view
-
-    def _name_key(self, i: int) -> str:
-        return self._runs[i]["name"].casefold()  # type: ignore[index,no-any-return]
-
-    def _updated_key(self, i: int) -> str:
-        return self._runs[i]["last_updated"]  # type: ignore[index,no-any-return]
-
-    def _matcher(self, query: RunQuery) -> Callable[[int], bool]:
-        """A predicate over positions of live runs for ``query``'s filter."""
-        runs = self._runs
-        checks: list[Callable[[dict[str, Any], int], bool]] = []
-        if query.archived:
-            checks.append(lambda run, i: run["status"] == ARCHIVED)
-            if query.status is not None:
-                status, prior = query.status, self._prior
-                checks.append(lambda run, i: prior.get(i) == status)
-        elif query.status == ARCHIVED:  # a status filter over live runs
-            checks.append(lambda run, i: False)
-        elif query.status is not None:
-            status = query.status
-            checks.append(lambda run, i: run["status"] == status)
-        else:
-            checks.append(lambda run, i: run["status"] != ARCHIVED)
-        if query.q is not None:
-            needle = query.q
-            checks.append(lambda run, i: needle in run["name"].casefold())
-        if query.owners is not None:
-            owners = query.owners
-            checks.append(lambda run, i: str(run["owner_id"]) in owners)
-        if query.checklist_id is not None:
-            checklist = query.checklist_id
-            checks.append(lambda run, i: run["checklist_id"] == checklist)
-        if query.folder is not None:
-            folder = query.folder
-            checks.append(lambda run, i: run["folder_id"] == folder)
-        if query.tag is not None:
-            tag = query.tag
-            checks.append(lambda run, i: tag in run["tags"])
-        if query.starred is not None:
-            starred = query.starred
-            checks.append(lambda run, i: run["starred"] is starred)
-        if query.type is not None:
-            kind = query.type
-            checks.append(lambda run, i: run["type"] == kind)
-        if query.groups is not None:
-            groups = query.groups
-            checks.append(lambda run, i: any(g in groups for g in run["groups"]))
-        if query.task_status is not None:
-            task_status, derived = query.task_status, self._task_status
-            checks.append(lambda run, i: task_status in derived[i])
-
-        def match(i: int) -> bool:
-            run = runs[i]
-            return run is not None and all(check(run, i) for check in checks)
-
-        return match
-
     # --- changing ---
 
-    def _find(self, run_id: str) -> int:
+    def _find(self, run_id: str) -> tuple[int, dict[str, Any]]:
+        """The position and the object of a run not permanently deleted; 404 otherwise."""
         i = self._index.get(run_id)
         if i is None:
             raise StoreError(404, "Run not found.")
-        return i
+        run = self._runs[i]
+        assert run is not None
+        return i, run
 
     def _changed(self, i: int, run_id: str) -> None:
         self.changes[run_id] += 1
-        alive = self._runs[i] is not None
-        for view in self._views.values():
-            view.refresh(i, alive)
+        self._refresh(i)
+
+    def _refresh(self, i: int) -> None:
+        self._views.refresh(i)
 
     def _restatus(self, run: dict[str, Any], status: str) -> None:
         self._counts[run["status"]] -= 1
@@ -288,9 +161,7 @@ class RunStore:
             StoreError: 404 for an unknown run, and for one already archived: Tallyfy's
                 archive endpoint does not find soft-deleted runs.
         """
-        i = self._find(run_id)
-        run = self._runs[i]
-        assert run is not None
+        i, run = self._find(run_id)
         if run["status"] == ARCHIVED:
             raise StoreError(404, "Run not found.")
         now = iso(self._clock())
@@ -310,9 +181,7 @@ class RunStore:
         Raises:
             StoreError: 404 for an unknown run.
         """
-        i = self._find(run_id)
-        run = self._runs[i]
-        assert run is not None
+        i, run = self._find(run_id)
         if run["status"] != ARCHIVED:
             return run, False
         self._restatus(run, self._prior.pop(i, "active"))
@@ -335,9 +204,7 @@ class RunStore:
         Raises:
             StoreError: 404 for an unknown or archived run; 422 for an invalid body.
         """
-        i = self._find(run_id)
-        run = self._runs[i]
-        assert run is not None
+        i, run = self._find(run_id)
         fields = validate_update(body, self._owners)
         if run["status"] == ARCHIVED:
             # Soft-deleted runs are not found by the update route.
@@ -361,9 +228,7 @@ class RunStore:
             StoreError: 404 for an unknown run; ``unarchived_status`` (422 or 404) for a
                 run that is not archived.
         """
-        i = self._find(run_id)
-        run = self._runs[i]
-        assert run is not None
+        i, run = self._find(run_id)
         if run["status"] != ARCHIVED:
             if unarchived_status == 404:
                 raise StoreError(404, "Run not found.")
@@ -375,3 +240,63 @@ class RunStore:
         del self._index[run_id]
         self._prior.pop(i, None)
         self._changed(i, run_id)
+
+    # --- other people's work: not counted in ``changes`` ---
+
+    def _probe(
+        self, rng: random.Random, wanted: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any] | None:
+        runs = self._runs
+        for _ in range(_PICK_TRIES if runs else 0):
+            run = runs[int(rng.random() * len(runs))]
+            if run is not None and wanted(run):
+                return run
+        return None
+
+    def pick(self, rng: random.Random, status: str | None = None) -> dict[str, Any] | None:
+        """A random live run (with ``status``, if given), or None if none was found soon.
+
+        The run is the store's own object: do not modify it.
+        """
+        return self._probe(
+            rng, lambda run: run["status"] != ARCHIVED and status in (None, run["status"])
+        )
+
+    def launch(self, rng: random.Random) -> dict[str, Any]:
+        """Add a run launched now, the newest of all, from the template of a random run."""
+        # With no run left to launch like, a template of the seed's own.
+        pattern = self._probe(rng, lambda run: True) or seed_runs(1, rng.getrandbits(32))[0][0]
+        self._last_created_ms = max(int(self._clock() * 1000), self._last_created_ms + 1)
+        run = launched_run(
+            pattern,
+            rng,
+            increment_id=self._next_increment,
+            # Half a millisecond on, so that iso() cannot round down to the one before.
+            created_at=iso((self._last_created_ms + 0.5) / 1000),
+            taken=self._index,
+        )
+        self._next_increment += 1
+        i = len(self._runs)
+        self._runs.append(run)
+        self._index[run["id"]] = i
+        self._task_status.append(task_statuses(run, "active"))
+        self._counts["active"] += 1
+        self._refresh(i)
+        return run
+
+    def rename(self, run_id: str, name: str) -> None:
+        """Give a live run another name, as a person editing it would."""
+        i, run = self._find(run_id)
+        run["name"] = name
+        run["last_updated"] = iso(self._clock())
+        self._refresh(i)
+
+    def complete(self, run_id: str) -> None:
+        """Complete a live run's last tasks: its status becomes ``complete``."""
+        i, run = self._find(run_id)
+        total = run["progress"]["total"]
+        run["progress"] = {"complete": total, "total": total, "percent": 100}
+        self._restatus(run, "complete")
+        self._task_status[i] = task_statuses(run, "complete")
+        run["last_updated"] = iso(self._clock())
+        self._refresh(i)

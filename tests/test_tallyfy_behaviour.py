@@ -18,7 +18,7 @@ from engine_support import FAST, complete, ids_with, records, run, serve
 
 from bulkruns.api import Reply
 from bulkruns.errors import ConfigError, ServerError
-from bulkruns.job import Job, JobOptions, JobSpec
+from bulkruns.job import Job, JobOptions, JobSpec, Summary
 from bulkruns.journal import read_journal
 from bulkruns.journal import writer as journal_writer
 from bulkruns.model import Operation, RunFilter
@@ -254,3 +254,78 @@ def test_list_prints_every_page_as_served(tmp_path: Path) -> None:
         assert set(printed) == expected
     finally:
         box.stop()
+
+
+# -- a proof that is a proof -----------------------------------------------------------------
+
+
+OTHERS = [
+    {"launches_per_list": 2},  # new runs land on page 1 and push the rest back
+    {"renames_per_list": 3, "sort": "name"},  # renamed runs move under sort=name
+]
+
+
+async def churned_update(
+    tmp_path: Path, others: dict[str, Any], **config: Any
+) -> tuple[Summary, set[str]]:
+    """Star every active run while other people work; the summary, and the runs that
+    matched from the start and were left unstarred."""
+    others = dict(others)
+    sort = others.pop("sort", None)
+    async with serve(runs=300, **others, **config) as (sandbox, client):
+        actives = ids_with(sandbox, lambda r: r["status"] == "active" and not r["archived_at"])
+        matching = {i for i in actives if not sandbox.state.run(i)["starred"]}  # type: ignore[index]
+        update = Operation(name="update", fields={"starred": True})
+        query = RunFilter(status="active", sort=sort)
+        summary = await run(client, update, query, tmp_path / "j", per_page=10, max_sweeps=5)
+        left = {i for i in matching if not sandbox.state.run(i)["starred"]}  # type: ignore[index]
+        assert sandbox.state.others.done.total() > 0
+    return summary, left
+
+
+async def test_a_listing_that_never_holds_still_proves_nothing(tmp_path: Path) -> None:
+    summary, _ = await churned_update(tmp_path, OTHERS[0])
+    # runs launched at every page move the total: no pass can see the live set whole
+    assert not summary.verified
+    assert summary.message is not None
+    assert "the listing kept moving while it was read" in summary.message
+
+
+@pytest.mark.parametrize("others", OTHERS)
+async def test_a_proof_is_never_claimed_with_runs_left(
+    tmp_path: Path, others: dict[str, Any]
+) -> None:
+    summary, left = await churned_update(tmp_path, others)
+    if summary.verified:
+        assert left == set()
+    else:
+        assert summary.message is not None
+
+
+@pytest.mark.parametrize("others", OTHERS)
+async def test_a_plan_lists_again_until_the_listing_held_still(
+    tmp_path: Path, others: dict[str, Any]
+) -> None:
+    others = dict(others)
+    sort = others.pop("sort", None)
+    async with serve(runs=300, others_for_lists=6, **others) as (sandbox, client):
+        actives = ids_with(sandbox, lambda r: r["status"] == "active" and not r["archived_at"])
+        plan = tmp_path / "plan.jsonl"
+        query = RunFilter(status="active", sort=sort)
+        dry = await run(client, Operation(name="archive"), query, plan, dry_run=True, per_page=10)
+        planned = {r["id"] for r in records(plan) if r.get("outcome") == "planned"}
+        # one pass while others worked missed runs; the plan is proven only once a pass
+        # held still, and by then it holds every run that matched from the start
+        assert sandbox.state.others.done.total() > 0
+        assert actives <= planned
+        assert dry.verified
+        assert dry.sweeps > 1
+
+
+@pytest.mark.parametrize("others", OTHERS)
+async def test_once_the_listing_holds_still_every_run_is_taken_and_proven(
+    tmp_path: Path, others: dict[str, Any]
+) -> None:
+    summary, left = await churned_update(tmp_path, others, others_for_lists=25)
+    assert left == set()  # every run that matched from the start was changed
+    assert summary.verified

@@ -96,6 +96,8 @@ class SandboxConfig:
             which moves them under ``sort=name`` (and ``sort=-last_updated``).
         completions_per_list: active runs other people complete after each list page
             served: they leave ``status=active`` for ``status=complete``.
+        others_for_lists: the list pages served during which other people work, after
+            which they stop; None for as long as the sandbox serves.
     """
 
     org: str = "sandbox-org"
@@ -124,6 +126,7 @@ class SandboxConfig:
     launches_per_list: int = 0
     renames_per_list: int = 0
     completions_per_list: int = 0
+    others_for_lists: int | None = None
 
     def __post_init__(self) -> None:
         if not self.org or "/" in self.org or self.org.strip() != self.org:
@@ -133,6 +136,8 @@ class SandboxConfig:
         for name in ("runs", "launches_per_list", "renames_per_list", "completions_per_list"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more")
+        if self.others_for_lists is not None and self.others_for_lists < 0:
+            raise ValueError("others_for_lists must be 0 or more, or None for no end")
         if self.rate_limit < 0:
             raise ValueError("rate_limit must be 0 (no limit) or more")
         if not (math.isfinite(self.window) and self.window > 0):

@@ -31,6 +31,7 @@ class OtherPeople:
         self._launches = config.launches_per_list
         self._renames = config.renames_per_list
         self._completions = config.completions_per_list
+        self._lists_left = config.others_for_lists
         # Their own stream, so that their work does not depend on the faults rolled.
         self._random = random.Random(config.seed * 6007 + 29)
         self.done: Counter[str] = Counter(dict.fromkeys(("launched", "renamed", "completed"), 0))
@@ -42,6 +43,10 @@ class OtherPeople:
 
     def act(self) -> None:
         """What they do while one list page is on its way: launch, rename, complete."""
+        if self._lists_left is not None:
+            if self._lists_left == 0:
+                return
+            self._lists_left -= 1
         store, rng = self._store, self._random
         for _ in range(self._launches):
             store.launch(rng)

@@ -791,9 +791,11 @@ def test_sandbox_command_refuses_bad_settings_with_one_line() -> None:
     assert "Traceback" not in result.output
 
 
-async def test_sandbox_command_serves_until_sigterm() -> None:
+# Bound to every address, it still prints a base URL the client accepts: the loopback one.
+@pytest.mark.parametrize("flags", [[], ["--host", "0.0.0.0"]])
+async def test_sandbox_command_serves_until_sigterm(flags: list[str]) -> None:
     command = [sys.executable, "-m", "bulkruns", "sandbox", "--port", "0", "--runs", "50"]
-    process = await anyio.open_process(command)
+    process = await anyio.open_process(command + flags)
     try:
         assert process.stdout is not None
         assert process.stderr is not None

@@ -787,13 +787,22 @@ async def test_stats_count_requests_and_changes(sandbox: Sandbox, http: Http) ->
 def test_sandbox_command_refuses_bad_settings_with_one_line() -> None:
     result = CliRunner().invoke(main, ["sandbox", "--fail-before", "2", "--port", "0"])
     assert result.exit_code == 2
-    assert "fail_before" in result.output
+    assert "--fail-before must be a share between 0 and 1" in result.output
     assert "Traceback" not in result.output
 
 
 # Bound to every address, it still prints a base URL the client accepts: the loopback one.
-@pytest.mark.parametrize("flags", [[], ["--host", "0.0.0.0"]])
-async def test_sandbox_command_serves_until_sigterm(flags: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("flags", "limits"),
+    [
+        ([], "600 requests per 60 s;"),
+        (
+            ["--host", "0.0.0.0", "--limit", "12/5s get", "--cotenant", "1"],
+            "600 requests per 60 s, 12/5s get, another client taking 1 requests/s of it;",
+        ),
+    ],
+)
+async def test_sandbox_command_serves_until_sigterm(flags: list[str], limits: str) -> None:
     command = [sys.executable, "-m", "bulkruns", "sandbox", "--port", "0", "--runs", "50"]
     process = await anyio.open_process(command + flags)
     try:
@@ -805,6 +814,7 @@ async def test_sandbox_command_serves_until_sigterm(flags: list[str]) -> None:
                 output += chunk
                 if "TALLYFY_ACCESS_TOKEN=" in output and output.endswith("\n"):
                     break
+        assert limits in output
         env = dict(re.findall(r"^export (\w+)=(\S+)$", output, re.MULTILINE))
         assert env["TALLYFY_BASE_URL"].startswith("http://127.0.0.1:")
         assert env["TALLYFY_ORG_ID"] == "sandbox-org"

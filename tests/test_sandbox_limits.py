@@ -13,9 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yarl
+from click.testing import CliRunner
 from multidict import CIMultiDictProxy
 
 from bulkruns.api import Client
+from bulkruns.cli import main
 from bulkruns.errors import RateLimited
 from bulkruns.sandbox import Limit, Sandbox, SandboxConfig
 from bulkruns.sandbox.limits import RateLimiter
@@ -451,3 +453,26 @@ async def test_a_get_budget_over_http_holds_back_lists_not_changes(
         assert stats["limits"] == ["2/1h get"]
         assert stats["cotenant_requests"] == 0
         assert stats["requests"]["archive"] == {"200": 1}
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--limit", "12/5x"], "Invalid value for '--limit': '12/5x' is not REQUESTS/DURATION"),
+        (["--limit", "12/5s twice"], "'twice' is not a word a limit takes"),
+        (["--limit", "600/60s"], "--limit must not repeat a limit: 600/1min is there twice"),
+        (["--cotenant", "-1"], "--cotenant must be 0 or more requests per second"),
+        (["--window", "0"], "--window must be a positive number of seconds"),
+        (["--stall", "1.5"], "--stall must be a share between 0 and 1"),
+        (["--latency", "-5"], "'--latency'"),
+    ],
+)
+def test_sandbox_command_errors_name_its_flags(flags: list[str], says: str) -> None:
+    result = CliRunner().invoke(main, ["sandbox", "--port", "0", *flags])
+    assert result.exit_code == 2
+    assert says in result.output
+    assert "_" not in result.output.split("(see:")[0]  # no field name of the config
+    assert "Traceback" not in result.output

@@ -24,7 +24,6 @@ from click.testing import CliRunner
 from bulkruns.api import Client
 from bulkruns.cli import main
 from bulkruns.sandbox import Sandbox, SandboxConfig
-from bulkruns.sandbox.limits import RateLimiter
 from bulkruns.sandbox.rules import LIVE_STATUSES, ListRequest, StoreError, parse_list_params
 from bulkruns.sandbox.seed import seed_runs
 from bulkruns.sandbox.store import RunStore
@@ -639,71 +638,7 @@ def test_views_stay_exact_through_random_changes() -> None:
         assert total == want_total == len(want)
 
 
-# --- rate limit -------------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_rolling_window_counts_accepted_requests_only() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(3, 10.0, burst_limit=100, burst_penalty=5.0, clock=clock)
-    for expected_remaining in (2, 1, 0):
-        verdict = limiter.check("t")
-        assert verdict.allowed
-        assert verdict.remaining == expected_remaining
-        clock.now += 1.0
-    refused = limiter.check("t")  # at t=3: the first request leaves the window at t=10
-    assert not refused.allowed
-    assert refused.retry_after == 7
-    assert not refused.burst
-    for _ in range(5):  # refusals are not counted: they do not extend the wait
-        assert not limiter.check("t").allowed
-    clock.now = 1010.0
-    assert limiter.check("t").allowed
-    assert limiter.check("other").remaining == 2  # per token
-
-
-def test_retry_after_is_whole_seconds_and_at_least_one() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(1, 0.25, burst_limit=100, burst_penalty=5.0, clock=clock)
-    assert limiter.check("t").allowed
-    clock.now += 0.1
-    assert limiter.check("t").retry_after == 1
-
-
-def test_a_burst_earns_a_penalty_of_refusals() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(1000, 60.0, burst_limit=4, burst_penalty=3.0, clock=clock)
-    for _ in range(4):
-        assert limiter.check("t").allowed
-        clock.now += 0.2
-    punished = limiter.check("t")  # the fifth within one second
-    assert not punished.allowed
-    assert punished.burst
-    assert punished.retry_after == 3
-    clock.now += 2.5
-    assert not limiter.check("t").allowed  # still within the penalty
-    clock.now += 0.6
-    assert limiter.check("t").allowed
-
-
-def test_an_even_pace_just_under_the_limit_is_never_refused() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(600, 60.0, burst_limit=30, burst_penalty=3.0, clock=clock)
-    for _ in range(1800):
-        assert limiter.check("t").allowed
-        clock.now += 0.101
-
-
-def test_no_limit_when_rate_limit_is_zero() -> None:
-    limiter = RateLimiter(0, 60.0, burst_limit=1, burst_penalty=3.0, clock=FakeClock())
-    assert all(limiter.check("t").allowed for _ in range(100))
+# --- rate limit (its shapes: test_sandbox_limits.py) ------------------------------------------
 
 
 async def test_rate_limit_over_http(make_sandbox: Callable[..., Sandbox]) -> None:
@@ -852,13 +787,24 @@ async def test_stats_count_requests_and_changes(sandbox: Sandbox, http: Http) ->
 def test_sandbox_command_refuses_bad_settings_with_one_line() -> None:
     result = CliRunner().invoke(main, ["sandbox", "--fail-before", "2", "--port", "0"])
     assert result.exit_code == 2
-    assert "fail_before" in result.output
+    assert "--fail-before must be a share between 0 and 1" in result.output
     assert "Traceback" not in result.output
 
 
-async def test_sandbox_command_serves_until_sigterm() -> None:
+# Bound to every address, it still prints a base URL the client accepts: the loopback one.
+@pytest.mark.parametrize(
+    ("flags", "limits"),
+    [
+        ([], "600 requests per 60 s;"),
+        (
+            ["--host", "0.0.0.0", "--limit", "12/5s get", "--cotenant", "1"],
+            "600 requests per 60 s, 12/5s get, another client taking 1 requests/s of it;",
+        ),
+    ],
+)
+async def test_sandbox_command_serves_until_sigterm(flags: list[str], limits: str) -> None:
     command = [sys.executable, "-m", "bulkruns", "sandbox", "--port", "0", "--runs", "50"]
-    process = await anyio.open_process(command)
+    process = await anyio.open_process(command + flags)
     try:
         assert process.stdout is not None
         assert process.stderr is not None
@@ -868,6 +814,7 @@ async def test_sandbox_command_serves_until_sigterm() -> None:
                 output += chunk
                 if "TALLYFY_ACCESS_TOKEN=" in output and output.endswith("\n"):
                     break
+        assert limits in output
         env = dict(re.findall(r"^export (\w+)=(\S+)$", output, re.MULTILINE))
         assert env["TALLYFY_BASE_URL"].startswith("http://127.0.0.1:")
         assert env["TALLYFY_ORG_ID"] == "sandbox-org"

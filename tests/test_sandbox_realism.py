@@ -555,7 +555,7 @@ def test_sandbox_command_keeps_tallyfy_quirks_off_by_default(
 
 @pytest.mark.parametrize(
     ("flag", "named"),
-    [("--ignore-filter=state", "ignored_filters"), ("--page-size=0", "--page-size")],
+    [("--ignore-filter=state", "--ignore-filter must be"), ("--page-size=0", "--page-size")],
 )
 def test_sandbox_command_refuses_bad_quirks_with_one_line(flag: str, named: str) -> None:
     result = CliRunner().invoke(main, ["sandbox", "--port", "0", flag])

@@ -14,9 +14,52 @@ from bulkruns.api import is_loopback_host
 from bulkruns.cli.root import InputError, finite
 
 if TYPE_CHECKING:
-    from bulkruns.sandbox import SandboxConfig
+    from bulkruns.sandbox import Limit, SandboxConfig
 
 __all__ = ["sandbox"]
+
+# SandboxConfig's fields whose flag is not named after them (the others: --field-name).
+_FLAGS = {
+    "rate_limit": "--rate",
+    "limits": "--limit",
+    "links_style": "--links",
+    "reset_rate": "--reset",
+    "stall_rate": "--stall",
+    "ignored_filters": "--ignore-filter",
+}
+
+
+def _name_the_flag(message: str) -> str:
+    """A SandboxConfig error as the command says it: ``--fail-before must …``, not the field."""
+    field, space, rest = message.partition(" ")
+    if not (field.isidentifier() and rest.startswith("must ")):
+        return message
+    return _FLAGS.get(field, "--" + field.replace("_", "-")) + space + rest
+
+
+def _limits(
+    ctx: click.Context, param: click.Parameter, specs: tuple[str, ...]
+) -> tuple[Limit, ...]:
+    """A click callback: each ``--limit`` spec read into a Limit."""
+    if not specs:
+        return ()
+    from bulkruns.sandbox import Limit  # aiohttp's server side: see sandbox()
+
+    try:
+        return tuple(Limit.parse(spec) for spec in specs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _describe_limits(config: SandboxConfig) -> str:
+    """The limits in force, as the first line says them."""
+    said = [f"{config.rate_limit} requests per {config.window:g} s"] if config.rate_limit else []
+    said += [limit.spec() for limit in config.limits]
+    if not said:
+        return "no rate limit"
+    if config.cotenant:
+        said.append(f"another client taking {config.cotenant:g} requests/s of it")
+    return ", ".join(said)
 
 
 @click.command("sandbox")
@@ -28,7 +71,7 @@ __all__ = ["sandbox"]
     "--rate",
     default=600.0,
     show_default=True,
-    help="Rate limit in requests per minute, per token (0 = none).",
+    help="Rate limit in requests per minute, per token, with a burst rule (0 = none of it).",
     callback=finite,
 )
 @click.option(
@@ -39,9 +82,28 @@ __all__ = ["sandbox"]
     help="Rolling window of the limit, seconds.",
 )
 @click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="SPEC",
+    callback=_limits,
+    help="Another limit on top of --rate, as REQUESTS/DURATION and words: '12/5s get', "
+    "'1000/1h fixed hourly', '140/10s html no-retry-after', '100/1min penalty=5 quiet'. "
+    "Repeatable.",
+)
+@click.option(
+    "--cotenant",
+    default=0.0,
+    callback=finite,
+    show_default=True,
+    metavar="R",
+    help="Another client's requests per second, taken from the same limits (GET budgets aside).",
+)
+@click.option(
     "--latency",
     default=0.0,
     show_default=True,
+    type=click.FloatRange(min=0.0),
     callback=finite,
     help="Added latency, milliseconds.",
 )
@@ -49,6 +111,7 @@ __all__ = ["sandbox"]
     "--jitter",
     default=0.0,
     show_default=True,
+    type=click.FloatRange(min=0.0),
     callback=finite,
     help="Latency jitter (±), milliseconds.",
 )
@@ -150,6 +213,8 @@ def sandbox(
     seed: int,
     rate: float,
     window: float,
+    limits: tuple[Limit, ...],
+    cotenant: float,
     latency: float,
     jitter: float,
     fail_before: float,
@@ -190,6 +255,8 @@ def sandbox(
             seed=seed,
             rate_limit=rate_limit,
             window=window,
+            limits=limits,
+            cotenant=cotenant,
             latency=latency / 1000.0,
             jitter=jitter / 1000.0,
             fail_before=fail_before,
@@ -212,7 +279,7 @@ def sandbox(
         if token is not None:
             config = dataclasses.replace(config, token=token)
     except ValueError as exc:
-        raise InputError(f"sandbox: {exc}") from None
+        raise InputError(f"sandbox: {_name_the_flag(str(exc))}") from None
     if not is_loopback_host(host):
         click.echo(
             f"warning: serving on {host}, not a loopback address: anyone who can reach it "
@@ -231,13 +298,8 @@ async def _serve(config: SandboxConfig, host: str, port: int) -> None:
     if config.runs >= 20_000:
         click.echo(f"seeding {config.runs} runs…", err=True)
     async with Sandbox(config, host=host, port=port) as server:
-        limit = (
-            f"{config.rate_limit} requests per {config.window:g} s"
-            if config.rate_limit
-            else "no rate limit"
-        )
         click.echo(
-            f"bulkruns sandbox: {config.runs} runs, {limit}; Ctrl-C to stop\n"
+            f"bulkruns sandbox: {config.runs} runs, {_describe_limits(config)}; Ctrl-C to stop\n"
             f"  base URL      {server.base_url}\n"
             f"  organisation  {server.org}\n"
             f"  token         {server.token}\n"

@@ -5,17 +5,21 @@
             page = await c.list_runs([("status", "active")])
 
 It serves seeded runs under ``/api/organizations/{org}/runs…`` (and without ``/api``), with
-Tallyfy's envelopes, errors, pagination quirks and rolling-window rate limit, and can
-inject latency and faults. ``GET /_sandbox/stats`` reports what it served and changed.
-Modules: ``config`` (settings), ``rules`` (what the endpoints accept), ``seed`` (the seeded
-runs), ``store`` (runs, filters, pages, changes), ``views`` (the store's sorted list
-views), ``limits`` (rate limit, faults), ``others`` (other people at work meanwhile),
-``state`` (live state and stats), ``app`` (HTTP handlers), ``server`` (serving).
+Tallyfy's envelopes, errors, pagination quirks and rate limits of every shape Tallyfy may
+have (rolling and fixed windows, a GET budget, an hourly cap, penalties, an edge proxy's
+HTML 429s, another client on the same budget), and can inject latency and faults.
+``GET /_sandbox/stats`` reports what it served, refused and changed.
+Modules: ``config`` (settings), ``shape`` (the limits), ``rules`` (what the endpoints
+accept), ``seed`` (the seeded runs), ``store`` (runs, filters, pages, changes), ``views``
+(the store's sorted list views), ``limits`` (rate limiter, faults), ``others`` (other people
+at work meanwhile), ``state`` (live state and stats), ``app`` (HTTP handlers), ``server``
+(serving).
 """
 
 from bulkruns.sandbox.app import make_app, state_of
 from bulkruns.sandbox.config import SandboxConfig
 from bulkruns.sandbox.server import Sandbox
+from bulkruns.sandbox.shape import Limit
 from bulkruns.sandbox.state import SandboxState
 
-__all__ = ["Sandbox", "SandboxConfig", "SandboxState", "make_app", "state_of"]
+__all__ = ["Limit", "Sandbox", "SandboxConfig", "SandboxState", "make_app", "state_of"]

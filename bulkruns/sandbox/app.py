@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from bulkruns.sandbox.config import SandboxConfig
+from bulkruns.sandbox.limits import Verdict
 from bulkruns.sandbox.rules import StoreError, parse_list_params
 from bulkruns.sandbox.state import SandboxState
 
@@ -66,6 +67,34 @@ def _error(status: int, message: str, headers: dict[str, str]) -> web.Response:
     return _json(status, {"error": True, "message": message}, headers)
 
 
+# An edge proxy's 429, as Cloudflare's rate limiting answers: a page, not the API's JSON.
+_EDGE_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="UTF-8"><title>Error 1015 | Rate limited</title></head>
+<body>
+<h1>Error 1015</h1>
+<h2>You are being rate limited</h2>
+<p>The owner of this website has banned you temporarily from accessing this website.</p>
+<p>Ray ID: {ray}</p>
+</body>
+</html>
+"""
+
+
+def _throttled(verdict: Verdict, headers: dict[str, str]) -> web.Response:
+    """The 429 of the limit that refused: Tallyfy's JSON, or an edge proxy's HTML page."""
+    rule = verdict.rule
+    assert rule is not None  # a refusal always names its limit
+    if rule.html:
+        # The API never saw the request: the edge's own headers, and no request ID.
+        ray = headers["X-Request-Id"]
+        edge = {"Server": "cloudflare", "CF-RAY": ray, **verdict.headers()}
+        page = _EDGE_PAGE.format(ray=ray)
+        return web.Response(status=429, text=page, content_type="text/html", headers=edge)
+    body = {"message": rule.message, "code": "RATE_LIMIT_EXCEEDED"}
+    return _json(429, body, {**headers, **verdict.headers()})
+
+
 def _drop(request: web.Request) -> NoReturn:
     """Close the connection without an answer, as a reset or a dead proxy would."""
     transport = request.transport
@@ -100,15 +129,11 @@ async def _serve(request: web.Request, kind: str, action: _Action) -> web.Stream
     if request.headers.get("Authorization") != "Bearer " + config.token:
         state.record(kind, 401)
         return _error(401, "Unauthenticated.", headers)
-    verdict = state.limiter.check(config.token)
-    if verdict.limit:
-        headers["X-RateLimit-Limit"] = str(verdict.limit)
-        headers["X-RateLimit-Remaining"] = str(verdict.remaining)
+    verdict = state.limiter.check(config.token, request.method)
     if not verdict.allowed:
-        state.throttled += 1
         state.record(kind, 429)
-        headers["Retry-After"] = str(verdict.retry_after)
-        return _json(429, {"message": "Too Many Attempts.", "code": "RATE_LIMIT_EXCEEDED"}, headers)
+        return _throttled(verdict, headers)
+    headers.update(verdict.headers())
     org = request.match_info.get("org")
     if org is not None and org != config.org:
         state.record(kind, 403)

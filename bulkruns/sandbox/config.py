@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from bulkruns.sandbox.rules import LIST_FILTERS, MAX_PER_PAGE, STATUS_ARCHIVED_READINGS
+from bulkruns.sandbox.shape import Limit
 
 __all__ = ["LINKS_STYLES", "PER_PAGE_REPORTS", "SandboxConfig"]
 
@@ -27,11 +28,18 @@ class SandboxConfig:
         token: the bearer token it accepts; random per process unless given.
         runs: how many runs to seed.
         seed: the seed of the generated runs and of the fault dice.
-        rate_limit: requests per ``window`` seconds per token (rolling); 0 = no limit.
+        rate_limit: requests per ``window`` seconds per token (rolling); 0 = neither this
+            limit nor its burst rule (``limits`` still apply).
         window: the rolling window of the rate limit, in seconds.
         burst_limit: the most requests accepted in any one second before a burst penalty;
             None = three times the average rate per second, at least 5.
         burst_penalty: seconds of 429 answers after a burst.
+        limits: more limits, on top of ``rate_limit`` and its burst rule: other windows, a
+            GET budget, an hourly cap, an edge proxy's (see :class:`Limit`).
+            ``rate_limits`` is every limit in force.
+        cotenant: another client's requests per second on the same token's budget, spread
+            evenly and simulated (no real requests): it counts on every limit but the
+            GET-only ones, when they have room, so the sandbox's clients get what is left.
         latency: seconds each request waits before it is handled.
         jitter: up to this many seconds more or less than ``latency``, uniformly.
         fail_before: share of mutations answered 503 before anything changed.
@@ -108,6 +116,8 @@ class SandboxConfig:
     window: float = 60.0
     burst_limit: int | None = None
     burst_penalty: float = 3.0
+    limits: tuple[Limit, ...] = ()
+    cotenant: float = 0.0
     latency: float = 0.0
     jitter: float = 0.0
     fail_before: float = 0.0
@@ -150,6 +160,7 @@ class SandboxConfig:
                 raise ValueError(f"{name} must be a non-negative number of seconds")
         if self.jitter > self.latency:
             raise ValueError("jitter must not exceed latency (a request cannot wait < 0 s)")
+        self._check_limits()
         for name in ("fail_before", "fail_after", "reset_rate", "stall_rate"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -167,7 +178,7 @@ class SandboxConfig:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}")
         filters = self.ignored_filters
         if not isinstance(filters, tuple) or not set(filters) <= set(LIST_FILTERS):
-            raise ValueError(f"ignored_filters must be a tuple of: {', '.join(LIST_FILTERS)}")
+            raise ValueError(f"ignored_filters must be list filters: {', '.join(LIST_FILTERS)}")
 
     @property
     def effective_burst_limit(self) -> int:
@@ -175,3 +186,39 @@ class SandboxConfig:
         if self.burst_limit is not None:
             return self.burst_limit
         return max(5, math.ceil(3 * self.rate_limit / self.window))
+
+    @property
+    def rate_limits(self) -> tuple[Limit, ...]:
+        """Every limit in force: the rolling window of ``rate_limit``, its burst rule, ``limits``.
+
+        The burst rule is a limit too: ``effective_burst_limit`` per second, whose refusal
+        earns ``burst_penalty`` seconds of 429s, and which sends no headers of its own.
+        """
+        if self.rate_limit == 0:
+            return self.limits
+        window = Limit(requests=self.rate_limit, seconds=self.window)
+        burst = Limit(
+            requests=self.effective_burst_limit,
+            seconds=1.0,
+            penalty=self.burst_penalty,
+            headers=False,
+            name="burst",
+        )
+        return (window, burst, *self.limits)
+
+    def _check_limits(self) -> None:
+        if not isinstance(self.limits, tuple) or not all(
+            isinstance(limit, Limit) for limit in self.limits
+        ):
+            raise ValueError(
+                "limits must be a tuple of Limit objects, e.g. (Limit.parse('12/5s get'),)"
+            )
+        if not (math.isfinite(self.cotenant) and self.cotenant >= 0):
+            raise ValueError("cotenant must be 0 or more requests per second")
+        labels = [limit.label for limit in self.rate_limits]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(
+                f"limits must not repeat a limit: {', '.join(twice)} is there twice "
+                "(drop one, or give it another name=…)"
+            )

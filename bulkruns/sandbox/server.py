@@ -12,6 +12,9 @@ from bulkruns.sandbox.state import SandboxState
 
 __all__ = ["Sandbox"]
 
+# Where to reach a server bound to every address of a family, from this machine.
+_LOOPBACK_OF = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
 
 class Sandbox:
     """A sandbox server on ``host:port`` (127.0.0.1 and a free port by default).
@@ -55,8 +58,13 @@ class Sandbox:
 
     @property
     def root_url(self) -> str:
-        """``http://host:port``, where the stats live (``/_sandbox/stats``)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """``http://host:port``, where the stats live (``/_sandbox/stats``).
+
+        A sandbox bound to every address (``0.0.0.0``, ``::``) is named by its loopback
+        address: plain http:// is only accepted to a loopback host.
+        """
+        host = _LOOPBACK_OF.get(self.host, self.host)
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
     @property

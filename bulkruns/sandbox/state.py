@@ -30,11 +30,10 @@ class SandboxState:
     Attributes:
         config: the sandbox's settings.
         store: the runs (see :class:`~bulkruns.sandbox.store.RunStore`).
-        limiter: the rate limiter.
+        limiter: the rate limiter; its ``refused`` counts 429s by the limit that refused.
         dice: the seeded source of latency and fault decisions.
         others: the organisation's other users, at work while a job lists.
         total: requests received (stats requests excluded).
-        throttled: requests refused with 429 by the rate limiter.
         faults: injected faults by kind (``fail_before``, ``fail_after``, ``reset``, ``stall``).
         latency_total: seconds of latency injected so far, over all requests.
     """
@@ -47,7 +46,6 @@ class SandboxState:
         self.others = OtherPeople(config, self.store)
         self.requests: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
         self.total = 0
-        self.throttled = 0
         self.faults: Counter[str] = Counter()
         self.latency_total = 0.0
         self.closing = asyncio.Event()
@@ -81,13 +79,22 @@ class SandboxState:
         return self.store.changes[run_id]
 
     @property
+    def throttled(self) -> int:
+        """Requests refused with 429 by the rate limiter."""
+        return self.limiter.refused.total()
+
+    @property
     def change_counts(self) -> Mapping[str, int]:
         """Changes applied, by run ID (runs never changed are absent)."""
         return self.store.changes
 
     def stats(self) -> dict[str, Any]:
-        """Requests, changes, runs by status, and what Tallyfy's quirks did: JSON-ready.
+        """Requests by kind and status, 429s by limit, changes, runs by status, and what
+        Tallyfy's quirks did: JSON-ready.
 
+        ``throttled_by`` counts 429s under the label of the limit that refused them (with
+        `` penalty`` for those refused during its penalty); ``limits`` lists the specs of the
+        limits in force, and ``cotenant_requests`` the co-tenant's requests that counted.
         ``assignees_stripped`` counts the updates that detached assignees they did not
         send, and the runs that lost some; ``others`` what other people did meanwhile.
         """
@@ -96,6 +103,9 @@ class SandboxState:
             "requests": {kind: dict(counts) for kind, counts in self.requests.items()},
             "total": self.total,
             "throttled": self.throttled,
+            "throttled_by": dict(self.limiter.refused),
+            "limits": [limit.spec() for limit in self.limiter.limits],
+            "cotenant_requests": self.limiter.cotenant_requests,
             "faults": dict(self.faults),
             "latency_seconds": round(self.latency_total, 6),
             "changes": {

@@ -2,7 +2,8 @@
 
     BulkrunsError                 everything bulkruns raises
     ├── ConfigError               bad settings or input: nothing was sent (exit 2)
-    │   └── JournalError          a result log that cannot be read or does not fit
+    │   ├── JournalError          a result log that cannot be read or does not fit
+    │   └── FilterIgnored         the server seems to ignore a filter: nothing was changed
     ├── APIError                  Tallyfy answered with an error status
     │   ├── AuthError             401: the token is wrong or expired; aborts a job
     │   ├── PermissionDenied      403: the token's user may not do this
@@ -26,6 +27,7 @@ __all__ = [
     "AuthError",
     "BulkrunsError",
     "ConfigError",
+    "FilterIgnored",
     "JournalError",
     "NotFound",
     "PermissionDenied",
@@ -56,6 +58,26 @@ class ConfigError(BulkrunsError):
 
 class JournalError(ConfigError):
     """A result log is missing, corrupt, or belongs to another organisation."""
+
+
+class FilterIgnored(ConfigError):
+    """The server listed every run of the organisation for a filter a run cannot show, so
+    it seems to ignore that filter; the job changed nothing.
+
+    Attributes:
+        filters: the filters it seems to ignore (``folder``, ``tag``…).
+        total: the runs it listed, which is every run of the organisation.
+    """
+
+    def __init__(self, filters: tuple[str, ...], total: int) -> None:
+        self.filters = filters
+        self.total = total
+        names = ", ".join(filters)
+        super().__init__(
+            f"Tallyfy listed every run of the organisation ({total:,}) for the filter on "
+            f"{names}: it seems to ignore {'it' if len(filters) == 1 else 'them'}, so nothing "
+            "was changed; select every run on purpose (--all) if that is what is meant"
+        )
 
 
 class APIError(BulkrunsError):

@@ -176,8 +176,10 @@ def test_refused_token_aborts_with_3_and_never_shows(box: ThreadedSandbox, tmp_p
     assert result.code == 3, result.err
     assert "aborted" in result.out
     assert "refused the access token" in result.out
-    assert f"resume: bulkruns resume {tmp_path / 'j.jsonl'}" in result.out
-    everything = result.out + result.err + (tmp_path / "j.jsonl").read_text()
+    # refused at the first request, with nothing done: no log is left, and none to resume
+    assert not (tmp_path / "j.jsonl").exists()
+    assert "resume" not in result.out
+    everything = result.out + result.err
     assert wrong not in everything
     assert TOKEN not in everything
     assert box.stats()["changes"]["applied"] == 0
@@ -309,7 +311,7 @@ def test_delete_without_yes_shows_the_count_and_changes_nothing(
     archived = len(box.ids(lambda r: r["archived_at"] is not None))
     assert archived > 0
 
-    result = run(["delete", "--rate", "0"], env=box.env(tmp_path), cwd=tmp_path)
+    result = run(["delete", "--all", "--rate", "0"], env=box.env(tmp_path), cwd=tmp_path)
 
     assert result.code == 2
     assert result.err.strip() == (
@@ -327,7 +329,9 @@ def test_delete_with_yes_deletes_no_more_than_the_count(
 ) -> None:
     archived = set(box.ids(lambda r: r["archived_at"] is not None))
 
-    result = run(["delete", "--yes", "--rate", "0", "--json"], env=box.env(tmp_path), cwd=tmp_path)
+    result = run(
+        ["delete", "--all", "--yes", "--rate", "0", "--json"], env=box.env(tmp_path), cwd=tmp_path
+    )
 
     assert result.code == 0, result.err
     assert result.json["ok"] == len(archived)
@@ -341,7 +345,11 @@ def test_applying_a_delete_plan_is_confirmed_like_a_delete(
 ) -> None:
     env = box.env(tmp_path)
     archived = len(box.ids(lambda r: r["archived_at"] is not None))
-    plan = run(["delete", "--dry-run", "--rate", "0", "--log", "plan.jsonl"], env=env, cwd=tmp_path)
+    plan = run(
+        ["delete", "--all", "--dry-run", "--rate", "0", "--log", "plan.jsonl"],
+        env=env,
+        cwd=tmp_path,
+    )
     assert plan.code == 0, plan.err
     assert f"dry run: {archived:,} runs would be deleted" in plan.out
 
@@ -362,14 +370,14 @@ def test_delete_confirmed_by_typing_the_count_on_a_terminal(
     archived = len(box.ids(lambda r: r["archived_at"] is not None))
     env = box.env(tmp_path)
 
-    wrong = Terminal(["delete", "--rate", "0"], env=env, cwd=tmp_path)
+    wrong = Terminal(["delete", "--all", "--rate", "0"], env=env, cwd=tmp_path)
     wrong.read_until(b"to confirm")
     wrong.type(f"{archived + 1}\n")
     assert wrong.wait() == 2
     assert f"the count typed was not {archived}; nothing was changed" in wrong.text
     assert box.stats()["runs"]["deleted"] == 0
 
-    right = Terminal(["delete", "--rate", "0"], env=env, cwd=tmp_path)
+    right = Terminal(["delete", "--all", "--rate", "0"], env=env, cwd=tmp_path)
     right.read_until(b"to confirm")
     assert f"Permanently delete {archived:,} runs?".encode() in right.output
     right.type(f"{archived}\n")
@@ -384,7 +392,7 @@ def test_live_display_on_a_terminal(
     count = len(box.ids(live))
 
     term = Terminal(
-        ["archive", "--rate", "400", "--concurrency", "4", "--log", "j.jsonl"],
+        ["archive", "--all", "--rate", "400", "--concurrency", "4", "--log", "j.jsonl"],
         env=box.env(tmp_path),
         cwd=tmp_path,
     )
@@ -548,7 +556,7 @@ def test_a_log_that_cannot_be_written_aborts_with_3_and_no_traceback(
     # not measured for coverage: its data file could not be written under the limit either
     env = {k: v for k, v in box.env(tmp_path).items() if not k.startswith("COVERAGE_")}
     done = subprocess.run(
-        [sys.executable, "-c", limited, "archive", "--rate", "0", "--log", "j.jsonl"],
+        [sys.executable, "-c", limited, "archive", "--all", "--rate", "0", "--log", "j.jsonl"],
         env=env,
         cwd=tmp_path,
         capture_output=True,

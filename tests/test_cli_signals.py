@@ -49,7 +49,7 @@ def test_a_signal_stops_cleanly_with_130_and_resume_finishes(
     env = box.env(tmp_path)
     targets = set(box.ids(live))
     journal = tmp_path / "job.jsonl"
-    job = start(["archive", "--rate", "40", "--log", "job.jsonl"], env=env, cwd=tmp_path)
+    job = start(["archive", "--all", "--rate", "40", "--log", "job.jsonl"], env=env, cwd=tmp_path)
     wait_for(lambda: item_lines(journal) >= 5)
 
     job.send_signal(signum)
@@ -120,7 +120,9 @@ def test_sigterm_during_a_deletes_count_exits_130_in_one_line(tmp_path: Path) ->
     # the job (and its own signal handling) has started.
     stalled = ThreadedSandbox(runs=20, stall_rate=1.0, stall_seconds=60).start()
     try:
-        job = start(["delete", "--yes", "--rate", "0"], env=stalled.env(tmp_path), cwd=tmp_path)
+        job = start(
+            ["delete", "--all", "--yes", "--rate", "0"], env=stalled.env(tmp_path), cwd=tmp_path
+        )
         wait_for(lambda: stalled.stats()["total"] >= 1)
 
         job.send_signal(signal.SIGTERM)

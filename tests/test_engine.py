@@ -55,14 +55,22 @@ async def test_activate_and_delete_select_archived_runs(tmp_path: Path) -> None:
         archived = ids_with(sandbox, lambda r: r["archived_at"] is not None)
         assert archived
         summary = await run(
-            client, Operation(name="activate"), RunFilter(), tmp_path / "a.jsonl", per_page=9
+            client,
+            Operation(name="activate"),
+            RunFilter(all_runs=True),
+            tmp_path / "a.jsonl",
+            per_page=9,
         )
         assert summary.ok == len(archived)
         assert ids_with(sandbox, lambda r: r["archived_at"] is not None) == set()
         # put them back, then delete them for good
         await run(client, Operation(name="archive"), sorted(archived), tmp_path / "b.jsonl")
         summary = await run(
-            client, Operation(name="delete"), RunFilter(), tmp_path / "c.jsonl", per_page=9
+            client,
+            Operation(name="delete"),
+            RunFilter(all_runs=True),
+            tmp_path / "c.jsonl",
+            per_page=9,
         )
         assert summary.ok == len(archived)
         assert all(sandbox.state.run(i) is None for i in archived)
@@ -124,7 +132,7 @@ async def test_undo_of_archive_restores_prior_status(tmp_path: Path) -> None:
 async def test_undo_of_delete_is_refused(tmp_path: Path) -> None:
     async with serve(runs=20) as (_sandbox, client):
         journal = tmp_path / "d.jsonl"
-        await run(client, Operation(name="delete"), RunFilter(), journal)
+        await run(client, Operation(name="delete"), RunFilter(all_runs=True), journal)
         with pytest.raises(ConfigError, match="cannot be undone"):
             Job.undo(client, journal, JobOptions(journal=tmp_path / "u.jsonl"))
 
@@ -244,7 +252,7 @@ async def test_a_limit_is_exact_however_the_pages_fall(tmp_path: Path, limit: in
         summary = await run(
             client,
             Operation(name="archive"),
-            RunFilter(),
+            RunFilter(all_runs=True),
             tmp_path / "l.jsonl",
             per_page=10,
             limit=limit,
@@ -257,7 +265,7 @@ async def test_a_limit_is_exact_however_the_pages_fall(tmp_path: Path, limit: in
 async def test_resume_refuses_another_orgs_log(tmp_path: Path) -> None:
     async with serve(runs=10) as (sandbox, client):
         journal = tmp_path / "j.jsonl"
-        await run(client, Operation(name="archive"), RunFilter(), journal)
+        await run(client, Operation(name="archive"), RunFilter(all_runs=True), journal)
         other = Client(org="someone-else", token=sandbox.token, base_url=sandbox.base_url)
         with pytest.raises(JournalError, match="organisation 'sandbox-org'"):
             Job.resume(other, journal)
@@ -277,10 +285,14 @@ async def test_a_wrong_token_aborts_at_once(tmp_path: Path) -> None:
     async with serve(runs=30) as (sandbox, _client):
         client = Client(org=sandbox.org, token="sbx-refused-7f3a", base_url=sandbox.base_url)
         async with client:
-            summary = await run(client, Operation(name="archive"), RunFilter(), tmp_path / "x")
+            summary = await run(
+                client, Operation(name="archive"), RunFilter(all_runs=True), tmp_path / "x"
+            )
         assert summary.aborted == "auth"
         assert sandbox.state.count(status=401) == 1
-        assert "sbx-refused-7f3a" not in (tmp_path / "x").read_text()
+        assert "sbx-refused-7f3a" not in str(summary.message)
+        assert summary.journal is None  # nothing was done: the new log is removed
+        assert not (tmp_path / "x").exists()
 
 
 async def test_the_failure_budget_aborts_a_failing_job(tmp_path: Path) -> None:
@@ -322,7 +334,7 @@ async def test_a_new_job_never_overwrites_a_log(tmp_path: Path) -> None:
     journal.write_text("keep me\n")
     async with serve(runs=5) as (sandbox, client):
         with pytest.raises(ConfigError, match="already exists"):
-            await run(client, Operation(name="archive"), RunFilter(), journal)
+            await run(client, Operation(name="archive"), RunFilter(all_runs=True), journal)
         assert sandbox.state.total == 0
     assert journal.read_text() == "keep me\n"
 
@@ -333,7 +345,7 @@ async def test_a_page_that_cannot_be_listed_aborts_cleanly(tmp_path: Path) -> No
         summary = await run(
             client,
             Operation(name="archive"),
-            RunFilter(),
+            RunFilter(all_runs=True),
             tmp_path / "l.jsonl",
             per_page=10,
             max_attempts=1,

@@ -96,7 +96,9 @@ async def test_fsyncs_happen_off_the_event_loop(
     async with serve(runs=150, latency=0.01) as (_sandbox, client):
         journal = tmp_path / "j.jsonl"
         options: dict[str, Any] = {"rate": 40.0, "concurrency": 4}
-        summary = await run(client, Operation(name="archive"), RunFilter(), journal, **options)
+        summary = await run(
+            client, Operation(name="archive"), RunFilter(all_runs=True), journal, **options
+        )
         assert summary.ok > 100  # a job of about three seconds: fsyncs every second
     in_loop = where[:-1]  # the last is the close's, once the job is over
     assert in_loop.count(False) >= 2, where
@@ -329,3 +331,111 @@ async def test_once_the_listing_holds_still_every_run_is_taken_and_proven(
     summary, left = await churned_update(tmp_path, others, others_for_lists=25)
     assert left == set()  # every run that matched from the start was changed
     assert summary.verified
+
+
+# -- trust, but verify the listing ----------------------------------------------------------
+
+
+async def test_a_status_the_server_ignores_changes_only_the_runs_that_match(
+    tmp_path: Path,
+) -> None:
+    async with serve(runs=300, ignored_filters=("status",)) as (sandbox, client):
+        complete_runs = ids_with(sandbox, complete)
+        live = ids_with(sandbox, lambda r: r["archived_at"] is None)
+        journal = tmp_path / "j.jsonl"
+        summary = await run(
+            client, Operation(name="archive"), RunFilter(status="complete"), journal
+        )
+        assert set(sandbox.state.change_counts) == complete_runs  # never an active one
+        assert summary.ok == len(complete_runs)
+        assert summary.mismatched == len(live - complete_runs)
+        assert records(journal)[-1]["mismatched"] == summary.mismatched
+
+
+async def test_a_filter_a_run_cannot_show_ignored_by_the_server_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with serve(runs=200, ignored_filters=("folder",)) as (sandbox, client):
+        live = ids_with(sandbox, lambda r: r["archived_at"] is None)
+        journal = tmp_path / "j.jsonl"
+        folder = RunFilter(folder="f" * 32)
+        summary = await run(client, Operation(name="archive"), folder, journal)
+        assert summary.aborted == "filter-ignored"
+        assert summary.message is not None
+        assert "seems to ignore it" in summary.message
+        assert "folder" in summary.message
+        assert sandbox.state.change_counts == {}
+        assert not journal.exists()  # nothing was done, nothing to resume
+        # said on purpose, every run is meant
+        meant = RunFilter(folder="f" * 32, all_runs=True)
+        everything = await run(client, Operation(name="archive"), meant, tmp_path / "all.jsonl")
+        assert everything.aborted is None
+        assert set(sandbox.state.change_counts) == live
+
+
+async def test_a_filter_that_selects_part_of_the_organisation_is_trusted(tmp_path: Path) -> None:
+    async with serve(runs=200) as (sandbox, client):
+        folders = {sandbox.state.run(i)["folder_id"] for i in sandbox.state.store.ids()}  # type: ignore[index]
+        folder = sorted(f for f in folders if f is not None)[0]
+        chosen = ids_with(sandbox, lambda r: r["folder_id"] == folder and not r["archived_at"])
+        summary = await run(
+            client, Operation(name="archive"), RunFilter(folder=folder), tmp_path / "j.jsonl"
+        )
+        assert summary.aborted is None
+        assert set(sandbox.state.change_counts) == chosen
+
+
+def test_a_job_with_no_filter_must_say_it_means_every_run() -> None:
+    with pytest.raises(ConfigError, match="no filter given") as caught:
+        JobSpec.new(Operation(name="archive"), RunFilter(sort="name"))
+    assert caught.value.setting == "all_runs"
+    assert JobSpec.new(Operation(name="archive"), RunFilter(all_runs=True)).query is not None
+
+
+@pytest.mark.parametrize("reading", ["ignored", "matches-none"])
+async def test_archived_runs_are_listed_the_way_tallyfys_clients_list_them(
+    tmp_path: Path, reading: str
+) -> None:
+    async with serve(runs=300, status_archived=reading) as (sandbox, client):
+        archived = ids_with(sandbox, lambda r: r["archived_at"] is not None)
+        assert len(archived) > 10
+        summary = await run(
+            client, Operation(name="activate"), RunFilter(all_runs=True), tmp_path / "j"
+        )
+        assert summary.ok == len(archived)
+        assert ids_with(sandbox, lambda r: r["archived_at"] is not None) == set()
+        # the docs' status=archived, on such a server, selects no archived run: whatever it
+        # lists is left alone and said
+        await run(client, Operation(name="archive"), list(archived), tmp_path / "back")
+        styled = await run(
+            client,
+            Operation(name="activate"),
+            RunFilter(all_runs=True),
+            tmp_path / "docs",
+            archived="status",
+        )
+        assert styled.ok == 0
+        assert sandbox.state.count("activate") == len(archived)
+
+
+def test_the_command_line_refuses_a_filter_the_server_ignores(tmp_path: Path) -> None:
+    box = ThreadedSandbox(runs=120, ignored_filters=("tag",), status_archived="ignored").start()
+    try:
+        env = box.env(tmp_path)
+        result = cli_run(["archive", "--tag", "t" * 32, "--rate", "0"], env=env, cwd=tmp_path)
+        assert result.code == 2
+        assert result.out == ""
+        lines = result.err.splitlines()
+        assert lines[-1].startswith("bulkruns: error: Tallyfy listed every run")
+        assert "tag" in lines[-1]
+        assert "--all" in lines[-1]
+        assert box.stats()["changes"]["applied"] == 0
+        assert not list(tmp_path.glob("bulkruns-*.jsonl"))
+        # activate, on a server whose status=archived lists nothing it should, by default
+        # restores every archived run: it lists them with archived=only
+        archived = box.ids(lambda r: r["archived_at"] is not None)
+        restored = cli_run(["activate", "--all", "--rate", "0", "--json"], env=env, cwd=tmp_path)
+        assert restored.code == 0, restored.err
+        assert orjson.loads(restored.out)["ok"] == len(archived)
+    finally:
+        box.stop()

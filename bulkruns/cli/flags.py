@@ -98,6 +98,15 @@ def filter_options(*, ids_file: bool = True) -> Decorator:
             help="Last updated before: an ISO date/time or an age (90d, 12h).",
         ),
     ]
+    options.append(
+        click.option(
+            "--all",
+            "all_runs",
+            is_flag=True,
+            help="Every run of the organisation is meant: needed with no filter, or with a "
+            "filter Tallyfy seems to ignore.",
+        )
+    )
     if ids_file:
         options.append(
             click.option(
@@ -166,7 +175,7 @@ def _split(value: str | None, name: str) -> tuple[str, ...]:
 
 
 def run_filter(kw: dict[str, Any]) -> RunFilter:
-    when = {k: parse_when(kw[k]) if kw[k] is not None else None for k in _DATE_KEYS}
+    created, updated = (parse_when(kw[k]) if kw[k] is not None else None for k in _DATE_KEYS)
     return RunFilter(
         q=kw["q"],
         status=kw["status"],
@@ -179,7 +188,9 @@ def run_filter(kw: dict[str, Any]) -> RunFilter:
         groups=_split(kw["groups"], "groups"),
         task_status=kw["task_status"],
         sort=kw["sort"],
-        **when,
+        created_before=created,
+        updated_before=updated,
+        all_runs=bool(kw.get("all_runs")),
     )
 
 
@@ -189,6 +200,7 @@ def selection(kw: dict[str, Any]) -> RunFilter | IdSource:
         return query
     if query != RunFilter():
         given = [f"--{k.replace('_', '-')}" for k in _FILTER_KEYS if kw[k] is not None]
+        given += ["--all"] if query.all_runs else []
         raise ConfigError(
             f"--ids-file selects the runs itself: leave out {', '.join(given)} "
             "(or drop --ids-file to use the filter)"

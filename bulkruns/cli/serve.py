@@ -143,7 +143,10 @@ def _describe_limits(config: SandboxConfig) -> str:
     help="Status of a permanent delete of a run not archived.",
 )
 @click.option(
-    "--total-pages-quirk", is_flag=True, help="Compute total_pages with page size 10, as seen."
+    "--total-pages-quirk/--no-total-pages-quirk",
+    default=True,
+    show_default=True,
+    help="Compute total_pages with page size 10, as Tallyfy has been seen to.",
 )
 @click.option(
     "--links",
@@ -152,10 +155,12 @@ def _describe_limits(config: SandboxConfig) -> str:
     show_default=True,
     help="Shape of meta.pagination.links.",
 )
-# Where Tallyfy's server departs from its docs: all off by default (see SandboxConfig).
+# Where Tallyfy's server departs from its docs: as Tallyfy does by default where its own
+# clients record what it does (see SandboxConfig).
 @click.option(
-    "--strip-unsent-assignees",
-    is_flag=True,
+    "--strip-unsent-assignees/--keep-unsent-assignees",
+    default=True,
+    show_default=True,
     help="An update detaches the users or groups it is not sent, as Tallyfy's does.",
 )
 @click.option(
@@ -173,7 +178,7 @@ def _describe_limits(config: SandboxConfig) -> str:
 @click.option(
     "--status-archived",
     type=click.Choice(["lists-archived", "ignored", "matches-none"]),
-    default="lists-archived",
+    default="ignored",
     show_default=True,
     help="How status=archived reads: as archived=only, as no filter, or as no run.",
 )

@@ -25,6 +25,7 @@ from bulkruns.cli.lock import JobLock
 from bulkruns.cli.output import Reporter, make_reporter
 from bulkruns.cli.summary import (
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     ExitError,
     empty_summary,
     finish,
@@ -118,6 +119,8 @@ def run_job(
             raise ExitError(
                 "interrupted before the job started; nothing was changed", EXIT_INTERRUPTED
             ) from None
+        if summary.aborted == "filter-ignored":  # found by listing, before any change
+            raise ExitError(summary.message or "Tallyfy seems to ignore the filter", EXIT_USAGE)
         if summary.dry_run and summary.journal is not None and not display.json:
             print_sample(summary.journal, display)
         return finish(conn, summary, display, journal=summary.journal)

@@ -58,10 +58,13 @@ class ExitError(Exception):
 
 
 def exit_code(summary: Summary) -> int:
-    """The exit code a job's summary calls for: 130 for an interruption, 3 for any other
-    abort (``auth``, ``failure-budget``, ``listing``, ``journal``…)."""
+    """The exit code a job's summary calls for: 130 for an interruption, 2 for a filter the
+    server ignores (nothing was changed), 3 for any other abort (``auth``,
+    ``failure-budget``, ``listing``, ``journal``…)."""
     if summary.aborted == "interrupted":
         return EXIT_INTERRUPTED
+    if summary.aborted == "filter-ignored":
+        return EXIT_USAGE
     if summary.aborted is not None:
         return EXIT_ABORTED
     if summary.failed or summary.message:
@@ -201,6 +204,11 @@ def summary_lines(
     lines = [head + (f": {s.message}" if s.message else "")]
     if not s.dry_run:
         lines.append(f"  ok {s.ok:,}  failed {s.failed:,}  skipped {s.skipped:,}")
+    if s.mismatched:
+        lines.append(
+            f"  left alone {s.mismatched:,}: Tallyfy listed them, but they show they do not "
+            "match the filter (it seems to ignore part of it)"
+        )
     lines.append(
         f"  elapsed {format_duration(s.elapsed)}  {s.items_per_second:,.1f} items/s  "
         f"requests {s.requests:,}  retries {s.retries:,}  429s {s.throttled:,}"

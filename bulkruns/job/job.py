@@ -22,7 +22,7 @@ from typing import NoReturn, TypeVar
 import anyio
 
 from bulkruns.api import Client, Page
-from bulkruns.errors import APIError, AuthError, TransportError
+from bulkruns.errors import APIError, AuthError, FilterIgnored, TransportError
 from bulkruns.job.apply import Applier
 from bulkruns.job.options import JobOptions
 from bulkruns.job.pool import Pool
@@ -38,6 +38,10 @@ from bulkruns.select import Coverage, Outlet, Sweeper, feed
 __all__ = ["Job"]
 
 T = TypeVar("T")
+
+# Aborts that come before any change (the token refused at the first request, a filter the
+# server ignores): a new job's log is then of no use.
+_NOTHING_DONE = frozenset({"auth", "filter-ignored"})
 
 
 class Job:
@@ -217,7 +221,9 @@ class Job:
                 self._stopped = ("interrupted", "cancelled; resume the job to finish it")
             raise
         finally:
-            self._recorder.close(self._summary().to_dict())
+            reason = self._stopped[0] if self._stopped else None
+            # a job refused before it changed anything leaves no log behind to resume
+            self._recorder.close(self._summary().to_dict(), discard=reason in _NOTHING_DONE)
         return self._summary()
 
     async def _pipeline(self, plan: Iterable[Work] | None) -> None:
@@ -249,14 +255,17 @@ class Job:
         with anyio.CancelScope() as self._feed_scope:
             if self._stopped is not None:
                 self._feed_scope.cancel()  # stopped before it started
-            await feed(
-                outlet,
-                self._coverage,
-                retry=retry,
-                plan=plan,
-                sweep=sweep,
-                on_progress=self._report,
-            )
+            try:
+                await feed(
+                    outlet,
+                    self._coverage,
+                    retry=retry,
+                    plan=plan,
+                    sweep=sweep,
+                    on_progress=self._report,
+                )
+            except FilterIgnored as exc:
+                await self._halt("filter-ignored", str(exc))
 
     async def _fetch(self, params: Sequence[tuple[str, str]], number: int) -> Page:
         list_runs = functools.partial(
@@ -314,7 +323,7 @@ class Job:
             await self._halt(
                 "auth",
                 f"Tallyfy refused the access token ({exc}); check TALLYFY_ACCESS_TOKEN "
-                "or --token-file, then resume the job",
+                "or --token-file",
             )
 
     def _failed_attempt(self, error: APIError | TransportError, retrying: bool) -> None:

@@ -58,6 +58,7 @@ class Recorder:
         self._on_item = on_item
         self._on_failure = on_failure
         self._journal: JournalWriter | None = None
+        self._touched = False  # a claim or an outcome was recorded
 
     @property
     def path(self) -> Path | None:
@@ -130,6 +131,7 @@ class Recorder:
 
     def claim(self, work: Work) -> bool:
         """Record that a run is about to be changed; False if the log failed."""
+        self._touched = True
         return self.write(claim_record(work))
 
     def planned(self, work: Work, *, write: bool) -> None:
@@ -153,6 +155,7 @@ class Recorder:
             self._count(result)
 
     def _count(self, result: ItemResult) -> None:
+        self._touched = True
         self._tally.counts[result.outcome] += 1
         self._on_item(result)
 
@@ -170,10 +173,21 @@ class Recorder:
                 self._failed(exc)
                 return
 
-    def close(self, summary: dict[str, Any]) -> None:
-        """Write the session's summary as the log's last line, and close the log."""
+    def close(self, summary: dict[str, Any], *, discard: bool = False) -> None:
+        """Write the session's summary as the log's last line, and close the log.
+
+        Args:
+            summary: the session's summary.
+            discard: remove a new job's log instead, if nothing was claimed or recorded
+                in it: a job refused before its first change leaves nothing to resume.
+        """
         journal = self._journal
         if journal is None:
+            return
+        if discard and not self._resumed and not self._touched:
+            journal.close()
+            journal.path.unlink(missing_ok=True)
+            self._journal = None
             return
         try:
             self.write(summary_record(summary))

@@ -73,6 +73,12 @@ class JobSpec:
         """A new job over a filter, or over run IDs (checked as the plan is written)."""
         options = options or JobOptions()
         if isinstance(selection, RunFilter):
+            if selection.is_empty and not selection.all_runs:
+                raise ConfigError(
+                    "no filter given: that selects every run of the organisation; "
+                    "say so with --all (RunFilter(all_runs=True)) if it is meant",
+                    setting="all_runs",
+                )
             return cls(operation=operation, options=options, query=selection)
         pinned = (Work(run_id) for run_id in selection)
         return cls(operation=operation, options=options, pinned=pinned)

@@ -91,4 +91,5 @@ class Tally:
             aborted=aborted,
             message=message if message is not None else coverage.message,
             dry_run=dry_run,
+            mismatched=coverage.mismatched,
         )

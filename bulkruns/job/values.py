@@ -64,9 +64,11 @@ class Summary:
         sweeps: passes made over the query (0 for a job over pinned IDs).
         verified: a final pass, made with no change in flight, found nothing left to do.
         aborted: why the job stopped early (``auth``, ``failure-budget``, ``listing``,
-            ``interrupted``), or None.
+            ``journal``, ``filter-ignored``, ``interrupted``), or None.
         message: a sentence about the abort or an incomplete selection, or None.
         dry_run: nothing was changed.
+        mismatched: runs the server listed that showed they do not match the filter (it
+            ignored part of it): left alone.
     """
 
     operation: str
@@ -84,6 +86,7 @@ class Summary:
     aborted: str | None
     message: str | None
     dry_run: bool
+    mismatched: int = 0
 
     @property
     def items(self) -> int:
@@ -114,4 +117,5 @@ class Summary:
             "aborted": self.aborted,
             "message": self.message,
             "dry_run": self.dry_run,
+            "mismatched": self.mismatched,
         }

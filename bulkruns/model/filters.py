@@ -15,6 +15,10 @@ __all__ = ["ARCHIVED_STYLES", "STATUSES", "ArchivedStyle", "RunFilter"]
 
 STATUSES = ("active", "complete", "problem", "delayed", "archived")
 
+# The filters a listed run cannot show: text search, folder, tag, groups, its tasks' status.
+_UNSHOWN = ("q", "folder", "tag", "groups", "task_status")
+_ABSENT = object()
+
 ARCHIVED_STYLES = ("status", "only")
 ArchivedStyle = Literal["status", "only"]
 """How archived runs are listed: ``status=archived`` (Tallyfy's docs) or ``archived=only``
@@ -43,6 +47,13 @@ class RunFilter:
         sort: a sort field, such as ``created_at`` or ``-created_at``.
         created_before: only runs created before this moment.
         updated_before: only runs last updated before this moment.
+        all_runs: every run of the organisation may be selected: needed for a job with no
+            filter at all, and for one whose filter the server may be ignoring.
+
+    Tallyfy ignores the list parameters it does not know, so a listed run is checked
+    against what of the filter it shows (:meth:`contradiction`); for the filters a run
+    cannot show (:attr:`unverifiable`), a job compares the filtered total with the whole
+    organisation's.
     """
 
     q: str | None = None
@@ -58,6 +69,7 @@ class RunFilter:
     sort: str | None = None
     created_before: datetime | None = None
     updated_before: datetime | None = None
+    all_runs: bool = False
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
@@ -118,6 +130,45 @@ class RunFilter:
         """Whether some runs the server returns may still be left out by bulkruns."""
         return self.created_before is not None or self.updated_before is not None
 
+    @property
+    def is_empty(self) -> bool:
+        """Whether the filter selects every run: no criterion at all."""
+        return self == RunFilter(sort=self.sort, all_runs=self.all_runs)
+
+    @property
+    def unverifiable(self) -> tuple[str, ...]:
+        """The filters set that a listed run cannot show, so cannot be checked on it."""
+        return tuple(name for name in _UNSHOWN if getattr(self, name) not in (None, ()))
+
+    def contradiction(self, run: Mapping[str, Any], *, archived: bool) -> str | None:
+        """The filter a listed run shows it does not match, or None.
+
+        Only what the run shows is checked: a field it does not carry is taken on trust.
+
+        Args:
+            run: the run as listed.
+            archived: archived runs were selected (rather than live ones).
+        """
+        archived_at = run.get("archived_at", _ABSENT)
+        status = run.get("status", _ABSENT)
+        shows_state = archived_at is not _ABSENT or status is not _ABSENT
+        looks_archived = status == "archived" or archived_at not in (None, _ABSENT)
+        if shows_state and archived != looks_archived:
+            return "archived" if archived else "live"
+        wanted_status = None if archived else self.status
+        if wanted_status is not None and status is not _ABSENT and status != wanted_status:
+            return "status"
+        for name in ("checklist_id", "type"):
+            wanted = getattr(self, name)
+            if wanted is not None and name in run and run[name] != wanted:
+                return name
+        starred = run.get("starred")
+        if self.starred is not None and isinstance(starred, bool) and starred is not self.starred:
+            return "starred"
+        if self.owners and "owner_id" in run and str(run["owner_id"]) not in self.owners:
+            return "owners"
+        return None
+
     def accepts(self, run: Mapping[str, Any]) -> bool:
         """Whether a run the server listed also passes the client-side date filters."""
         for limit, key in (
@@ -133,7 +184,9 @@ class RunFilter:
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready description, for the journal's header; ``from_record`` reverses it."""
-        record = {k: v for k, v in asdict(self).items() if v not in (None, ())}
+        record = {k: v for k, v in asdict(self).items() if v is not None and v != ()}
+        if not self.all_runs:
+            del record["all_runs"]
         for key in ("created_before", "updated_before"):
             if key in record:
                 record[key] = record[key].isoformat()

@@ -51,13 +51,13 @@ class SandboxConfig:
         delete_unarchived_status: the status of a permanent delete of a run that is not
             archived: 422, or 404 as some deployments answer.
         total_pages_quirk: compute ``total_pages`` with the default page size 10, as
-            Tallyfy has been seen to do, instead of ``per_page``.
+            Tallyfy has been seen to do, instead of ``per_page`` (on by default).
         links_style: the shape of ``meta.pagination.links``: ``"object"``
             (``{"next": …, "previous": …}``), ``"list"`` (``[]``) or ``"null"``.
 
     Where Tallyfy's server departs from its docs, as its own clients record, a switch
-    models it. Each is off by default, serving what the docs say; once the engine copes,
-    the defaults will follow Tallyfy:
+    models it, set by default as Tallyfy does it where the evidence says what it does
+    (assignees stripped, ``status=archived`` no filter); the rest are off by default:
 
     Attributes:
         strip_unsent_assignees: an update reads an absent ``users`` or ``groups`` as an
@@ -67,7 +67,8 @@ class SandboxConfig:
             ?? []``, proven on production on 2026-07-21 (a run PUT with only a name read
             back ``{"users":[],"groups":[]}``): tallyfy/mcp-public
             ``server/tools/process_management.py``, ``_preserved_run_assignment_buckets``.
-            Other fields (``prerun`` among them) are left alone when absent.
+            Other fields (``prerun`` among them) are left alone when absent. On by
+            default, as Tallyfy does it.
         page_size: the most runs a list page holds, whatever ``per_page`` asks (None =
             as asked, up to 100); offsets follow: page N starts at (N-1) x the size
             served, and ``total_pages`` is computed with it. Tallyfy's MCP server
@@ -86,7 +87,8 @@ class SandboxConfig:
             ``get_organization_runs``). What the server does with it is not recorded:
             ``"lists-archived"`` (as the docs say), ``"ignored"`` (no status filter: the
             default list of live runs) or ``"matches-none"`` (a status no live run has: an
-            empty list).
+            empty list). ``"ignored"`` by default: what a client that trusts the docs
+            meets at its worst, a list of the wrong runs.
         ignored_filters: list parameters the server ignores as if it did not know them,
             as a deployment without those filters would (any of ``LIST_FILTERS`` in
             :mod:`~bulkruns.sandbox.rules`): their runs are not narrowed by them, and a bad
@@ -126,12 +128,12 @@ class SandboxConfig:
     stall_rate: float = 0.0
     stall_seconds: float = 30.0
     delete_unarchived_status: int = 422
-    total_pages_quirk: bool = False
+    total_pages_quirk: bool = True
     links_style: str = "object"
-    strip_unsent_assignees: bool = False
+    strip_unsent_assignees: bool = True
     page_size: int | None = None
     per_page_reported: str = "served"
-    status_archived: str = "lists-archived"
+    status_archived: str = "ignored"
     ignored_filters: tuple[str, ...] = ()
     launches_per_list: int = 0
     renames_per_list: int = 0

@@ -26,6 +26,8 @@ class Coverage:
         verified: every run of the selection was handed over: a final pass found nothing
             new (or, for pinned runs, the plan was handed over whole).
         message: why the selection could not be proven complete, if it could not.
+        mismatched: runs the server listed that show they do not match the filter (it
+            ignored part of it): left alone.
     """
 
     total: int | None = None
@@ -33,6 +35,7 @@ class Coverage:
     sweeps: int = 0
     verified: bool = False
     message: str | None = None
+    mismatched: int = 0
 
 
 class Outlet:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bulkruns.api import Page
+from bulkruns.errors import FilterIgnored
 from bulkruns.model import ArchivedStyle, Operation, RunFilter, Work, id_key, is_run_id
 from bulkruns.select.feed import Coverage, Outlet
 from bulkruns.select.pages import Fetch, Pass, list_pages
@@ -59,7 +60,11 @@ class Sweeper:
         self._outlet = outlet
         self._coverage = coverage
         self._seen = seen
-        self._params = query.params(archived=archived if operation.selects_archived else None)
+        style = archived if operation.selects_archived else None
+        self._params = query.params(archived=style)
+        # the whole organisation's runs of the same kind (live or archived), to compare
+        # a total with when the server may be ignoring a filter a run cannot show
+        self._everything = RunFilter(all_runs=True).params(archived=style)
         self._max_sweeps = max_sweeps
         self._page_concurrency = page_concurrency
         self._dry_run = dry_run
@@ -100,14 +105,22 @@ class Sweeper:
         coverage.message = f"{why} after {coverage.sweeps} passes; resume the job to carry on"
 
     async def _take(self, page: Page) -> bool:
-        """Hand over a page's new matching runs; False once the limit is reached."""
+        """Hand over a page's new matching runs; False once the limit is reached.
+
+        Raises:
+            FilterIgnored: on the first page, when the filter holds criteria a run cannot
+                show and the server counts every run of the organisation for it.
+        """
         coverage, outlet = self._coverage, self._outlet
         if page.current_page == 1:
-            if coverage.sweeps == 1 and not self._query.filters_locally:
-                total = max(page.total, outlet.emitted)
-                coverage.total = total if outlet.limit is None else min(total, outlet.limit)
+            if coverage.sweeps == 1:
+                await self._check_not_ignored(page)
+                if not self._query.filters_locally:
+                    total = max(page.total, outlet.emitted)
+                    coverage.total = total if outlet.limit is None else min(total, outlet.limit)
             self._on_progress()
-        operation, seen = self._operation, self._seen
+        query, operation, seen = self._query, self._operation, self._seen
+        archived = operation.selects_archived
         for run in page.runs:
             run_id = run.get("id")
             if not isinstance(run_id, str) or not is_run_id(run_id):
@@ -116,7 +129,10 @@ class Sweeper:
             if key in seen:
                 continue
             seen.add(key)
-            if not self._query.accepts(run):
+            if query.contradiction(run, archived=archived) is not None:
+                coverage.mismatched += 1  # trust, but verify: never changed
+                continue
+            if not query.accepts(run):
                 continue
             work = Work(run_id, before=operation.before(run), listed=True)
             if operation.already_done(run):
@@ -127,3 +143,11 @@ class Sweeper:
         if coverage.total is not None and outlet.emitted > coverage.total:
             coverage.total = outlet.emitted
         return True
+
+    async def _check_not_ignored(self, first: Page) -> None:
+        unshown = self._query.unverifiable
+        if not unshown or self._query.all_runs or first.total == 0:
+            return
+        everything = await self._fetch(self._everything, 1)
+        if everything.total == first.total:
+            raise FilterIgnored(unshown, first.total)

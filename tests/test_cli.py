@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import TOKEN, Terminal, ThreadedSandbox, journal_records, run
+from cli_support import (
+    STAMP,
+    TOKEN,
+    Terminal,
+    ThreadedSandbox,
+    complete,
+    journal_records,
+    live,
+    run,
+    sandboxes,
+    unstamped,
+)
 from click.testing import CliRunner
 
 from bulkruns import cli
@@ -27,29 +38,13 @@ CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 @pytest.fixture
 def make_box() -> Iterator[Callable[..., ThreadedSandbox]]:
-    started: list[ThreadedSandbox] = []
-
-    def factory(**config: Any) -> ThreadedSandbox:
-        box = ThreadedSandbox(**config).start()
-        started.append(box)
-        return box
-
-    yield factory
-    for box in started:
-        box.stop()
+    with sandboxes() as factory:
+        yield factory
 
 
 @pytest.fixture
 def box(make_box: Callable[..., ThreadedSandbox]) -> ThreadedSandbox:
     return make_box()
-
-
-def complete(run: dict[str, Any]) -> bool:
-    return run["status"] == "complete" and run["archived_at"] is None
-
-
-def live(run: dict[str, Any]) -> bool:
-    return run["archived_at"] is None
 
 
 def test_archive_json_summary_then_undo_restores(box: ThreadedSandbox, tmp_path: Path) -> None:
@@ -98,7 +93,10 @@ def test_plain_output_when_not_a_terminal(box: ThreadedSandbox, tmp_path: Path) 
 
     assert result.code == 0, result.err
     assert not ANSI.search(result.out + result.err)
-    lines = result.out.splitlines()
+    # the summary and each line on stderr start with the time, for cron mail
+    assert STAMP.match(result.out)
+    assert STAMP.match(result.err)
+    lines = unstamped(result.out).splitlines()
     assert lines[0] == "archive done"
     assert f"ok {count:,}  failed 0  skipped 0" in result.out
     assert "requests " in result.out
@@ -469,7 +467,8 @@ def test_quiet_failures_show_only_errors_on_stderr(box: ThreadedSandbox, tmp_pat
 
     assert result.code == 1
     assert result.out == ""
-    lines = result.err.splitlines()
+    lines = unstamped(result.err).splitlines()
+    assert all(STAMP.match(line) for line in result.err.splitlines()[1:5])
     # a permanent delete shows its count even when quiet
     assert lines[0] == "delete: permanently deleting 3 runs"
     assert {line.split()[1].rstrip(":") for line in lines[1:4]} == set(targets)
@@ -521,9 +520,10 @@ def test_resume_dry_run_says_what_it_would_do_and_sends_nothing(
 
     assert preview.code == 0, preview.err
     assert preview.out.splitlines() == [
-        "resume would delete 4 runs from j.jsonl: failed 4, unfinished 0, not started 0",
+        "resume of j.jsonl would delete 4 runs recorded as still to do: "
+        "failed 4, unfinished 0, not started 0",
+        "  and nothing else: every run of the job is in the log (no query to list again)",
         "  already done, left alone: 0",
-        "  only the runs in the log: there is no query to list again",
         "  a preview: nothing was sent, and the log is unchanged",
     ]
     assert as_json.code == 0, as_json.err
@@ -559,7 +559,9 @@ def test_a_log_that_cannot_be_written_aborts_with_3_and_no_traceback(
 
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 3, done.stdout + done.stderr
-    assert done.stdout.startswith("archive aborted (journal): cannot write the result log")
+    assert unstamped(done.stdout).startswith(
+        "archive aborted (journal): cannot write the result log"
+    )
     assert "File too large" in done.stdout
     assert f"resume: bulkruns resume {tmp_path / 'j.jsonl'}" in done.stdout
 

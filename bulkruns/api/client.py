@@ -44,9 +44,11 @@ from bulkruns.api.urls import (
 )
 from bulkruns.errors import ConfigError, TransportError
 
-__all__ = ["MAX_PER_PAGE", "VERSION", "Client"]
+__all__ = ["MAX_PER_PAGE", "READ_TIMEOUT", "VERSION", "Client"]
 
 MAX_PER_PAGE = 100  # Tallyfy's cap; a larger per_page would be silently cut to it
+READ_TIMEOUT = 60.0
+"""Seconds a request's answer is waited for, unless the client is told otherwise."""
 _NO_AUTO_CONTENT_TYPE = ("Content-Type",)
 
 try:
@@ -87,7 +89,7 @@ class Client:
         base_url: str = DEFAULT_BASE_URL,
         concurrency: int = 16,
         connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = READ_TIMEOUT,
         ca_file: str | os.PathLike[str] | None = None,
         trust_env: bool = True,
     ) -> None:

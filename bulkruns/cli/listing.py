@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Literal
 
 import orjson
 
@@ -21,7 +22,10 @@ from bulkruns.model import ArchivedStyle, RunFilter
 from bulkruns.pace import Pacer, RetryPolicy, send_paced
 from bulkruns.select import Fetch, list_pages
 
-__all__ = ["count_runs", "list_runs"]
+__all__ = ["ListForm", "count_runs", "list_runs"]
+
+ListForm = Literal["json", "ids", "count"]
+"""What ``bulkruns list`` prints: each run as a JSON line, each run's ID, or their number."""
 
 
 def _fetcher(client: Client, pacer: Pacer, per_page: int) -> Fetch:
@@ -40,10 +44,12 @@ def _fetcher(client: Client, pacer: Pacer, per_page: int) -> Fetch:
                 "check TALLYFY_ACCESS_TOKEN or --token-file",
                 EXIT_ABORTED,
             ) from None
-        except (APIError, TransportError) as exc:
+        except APIError as exc:
             raise ExitError(
                 f"listing page {number} failed: {exc}; nothing was changed", EXIT_ABORTED
             ) from None
+        except TransportError as exc:  # its message names the page already
+            raise ExitError(f"{exc}; nothing was changed", EXIT_ABORTED) from None
 
     return fetch
 
@@ -59,19 +65,28 @@ def list_runs(
     conn: Connection,
     selection: RunFilter,
     *,
+    form: ListForm,
     archived: ArchivedStyle,
     rate: float,
     per_page: int,
     limit: int | None,
 ) -> int:
-    """Print the runs a filter selects as JSON lines on standard output; the exit code."""
+    """Print the runs a filter selects on standard output, in ``form``; the exit code.
+
+    A count needs one request of one run when the server applies the whole filter; when
+    bulkruns filters dates itself, it lists every page and counts what passes.
+    """
     if selection.status == "archived" and archived == "only":
         params = replace(selection, status=None).params(archived="only")
     else:
         params = selection.params()
     client = conn.client(concurrency=1)
     try:
-        return asyncio.run(_list(client, selection, params, rate, per_page, limit))
+        if form == "count" and not selection.filters_locally:
+            total = asyncio.run(count_runs(conn, params))
+            print(total if limit is None else min(total, limit), flush=True)
+            return EXIT_OK
+        return asyncio.run(_list(client, selection, params, form, rate, per_page, limit))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -85,6 +100,7 @@ async def _list(
     client: Client,
     selection: RunFilter,
     params: Sequence[tuple[str, str]],
+    form: ListForm,
     rate: float,
     per_page: int,
     limit: int | None,
@@ -97,7 +113,10 @@ async def _list(
         for run in page.runs:
             if not selection.accepts(run):
                 continue
-            out.write(orjson.dumps(run) + b"\n")
+            if form == "json":
+                out.write(orjson.dumps(run) + b"\n")
+            elif form == "ids":
+                out.write(f"{run['id']}\n".encode())
             written += 1
             if limit is not None and written >= limit:
                 out.flush()
@@ -107,4 +126,7 @@ async def _list(
 
     async with client:
         await list_pages(_fetcher(client, Pacer(rate), per_page), params, write, last_first=False)
+    if form == "count":
+        out.write(f"{written}\n".encode())
+        out.flush()
     return EXIT_OK

@@ -283,6 +283,14 @@ def test_dry_run_prints_count_and_sample_then_resume_applies_the_plan(
     assert f"apply the plan: bulkruns resume {tmp_path / 'plan.jsonl'}" in dry.out
     assert box.stats()["changes"]["applied"] == 0
 
+    as_json = run(
+        ["archive", "--status", "complete", "--dry-run", "--rate", "0", "--json"],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert as_json.json["planned"] == len(targets)
+    assert as_json.json["items_per_second"] is None  # a dry run reports no speed
+
     applied = run(["resume", "plan.jsonl", "--json"], env=env, cwd=tmp_path)
 
     assert applied.code == 0, applied.err

@@ -93,6 +93,8 @@ def finish(
     if display.json:
         record = summary.to_dict()
         record.update(exit_code=code, resume_command=resume, undo_command=undo)
+        if summary.dry_run:  # it only listed: no speed of the job's to report
+            record["items_per_second"] = None
         sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
         sys.stdout.flush()
         return code

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from cli_support import TOKEN, ThreadedSandbox, run
 
-from bulkruns.cli.report import read_report
+from bulkruns.cli.report import read_report, report_lines
 from bulkruns.journal import read_journal
 
 
@@ -250,3 +250,19 @@ def test_failures_are_grouped_by_error_and_counted_by_their_last_record(tmp_path
     assert report["verified"] is True
     assert report["job"]["fields"] == {"starred": True}
     assert report["next"]["to_do"] == 4
+
+    lines = report_lines(report)
+    assert lines[0] == (
+        'update setting {"starred":true}, started 2026-01-01T00:00:00Z, '
+        "organisation o at https://go.tallyfy.com/api"
+    )
+    assert lines[1:3] == [
+        "  selection: filter status=active",
+        "  settings: rate 5.0, max_failures none",
+    ]
+    assert "       2  HTTP 403: run … is not yours  (e.g. " + ids[3] + ")" in lines
+    assert (
+        "session 1: ended 2026-01-01T00:00:02Z  2.0s  5 items  2.5 items/s  requests 5"
+        in "\n".join(lines)
+    )
+    assert "session 2: ended without a summary (killed, or still running)" in lines

@@ -122,6 +122,10 @@ def test_an_interrupted_dry_run_says_to_run_it_again_and_nothing_else(
     refused = run(["resume", "plan.jsonl"], env=env, cwd=tmp_path)
     assert refused.code == 2
     assert "start the job again" in refused.err
+    report = run(["report", "plan.jsonl"], env=env, cwd=tmp_path)
+    assert report.code == 0, report.err
+    assert "next: resume would refuse plan.jsonl: its plan was cut short" in report.out
+    assert "bulkruns resume" not in report.out
     assert box.stats()["changes"]["applied"] == 0
 
 

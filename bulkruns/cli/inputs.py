@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import orjson
 
-from bulkruns.api import DEFAULT_BASE_URL, Client, normalise_base_url
+from bulkruns.api import DEFAULT_BASE_URL, Client
 from bulkruns.api.client import READ_TIMEOUT
 from bulkruns.errors import ConfigError
 from bulkruns.job import JobOptions
@@ -74,15 +74,6 @@ class Connection:
             read_timeout=READ_TIMEOUT if self.timeout is None else self.timeout,
             ca_file=self.ca_file,
         )
-
-    @property
-    def api_url(self) -> str:
-        """The API root in its canonical form.
-
-        Raises:
-            ConfigError: a malformed base URL, or plain http:// to a host not on loopback.
-        """
-        return normalise_base_url(self.base_url or DEFAULT_BASE_URL)
 
     def command(self, *words: str) -> str:
         """A bulkruns command line, with the global options this one was given."""

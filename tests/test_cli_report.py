@@ -266,3 +266,18 @@ def test_failures_are_grouped_by_error_and_counted_by_their_last_record(tmp_path
         in "\n".join(lines)
     )
     assert "session 2: ended without a summary (killed, or still running)" in lines
+
+
+def test_a_damaged_summary_line_reads_as_zeros(tmp_path: Path) -> None:
+    log = tmp_path / "j.jsonl"
+    header = {"type": "job", "version": 1, "operation": "archive", "filter": {}}
+    _write(log, [header, {"type": "summary", "ok": True, "requests": None, "elapsed": "soon"}])
+
+    report = read_report(log, read_journal(log))
+
+    (session,) = report["sessions"]
+    assert (session["items"], session["requests"], session["elapsed"]) == (0, 0, 0.0)
+    lines = report_lines(report)
+    assert "  selection: every run (no filter)" in lines
+    assert "  settings: the defaults" in lines
+    assert "selection: not verified: no session ended with a clean pass over the query" in lines

@@ -158,21 +158,28 @@ def read_report(path: Path, state: JournalState) -> dict[str, Any]:
     }
 
 
+def _number(record: Mapping[str, Any], key: str) -> float:
+    """A count or a time a summary line records; 0 for one missing or damaged."""
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return 0
+    return value
+
+
 def _session(record: Mapping[str, Any]) -> dict[str, Any]:
-    items = sum(int(record.get(k) or 0) for k in ("ok", "failed", "skipped", "planned"))
-    elapsed = float(record.get("elapsed") or 0.0)
-    dry_run = bool(record.get("dry_run"))
+    """One session, from its summary line."""
+    items = int(sum(_number(record, k) for k in ("ok", "failed", "skipped", "planned")))
+    elapsed = float(_number(record, "elapsed"))
+    dry_run = record.get("dry_run") is True
     return {
         "ended_at": record.get("ended_at"),
         "items": items,
         "elapsed": elapsed,
         # a dry run only lists: its speed says nothing about the job's
         "items_per_second": None if dry_run else round(items / elapsed, 2) if elapsed else 0.0,
-        "requests": record.get("requests"),
-        "retries": record.get("retries"),
-        "throttled": record.get("throttled"),
+        **{key: int(_number(record, key)) for key in ("requests", "retries", "throttled")},
         "aborted": record.get("aborted"),
-        "verified": bool(record.get("verified")),
+        "verified": record.get("verified") is True,
         "dry_run": dry_run,
     }
 

@@ -49,7 +49,7 @@ def _new_job(
     try:
         spec = JobSpec.new(operation, selection, options)
     except ConfigError as exc:  # a --status that contradicts selecting archived runs
-        raise _archived_status(exc, kw["status"], name) from None
+        raise _archived_status(exc, kw["status"], operation) from None
     return run_job(
         conn,
         spec,
@@ -59,11 +59,12 @@ def _new_job(
     )
 
 
-def _archived_status(error: ConfigError, status: str | None, name: OperationName) -> ConfigError:
+def _archived_status(error: ConfigError, status: str | None, operation: Operation) -> ConfigError:
     """A ``--status`` that the default archived style cannot combine with selecting archived
     runs, said with the flags that resolve it."""
-    if status in (None, "archived"):
+    if not operation.selects_archived or status in (None, "archived"):
         return error  # another refusal: as it was said
+    name = operation.name
     only = f"--archived-style only to select archived runs whose status is {status}"
     fix = (
         f"add --archive-first to delete live runs, or {only}" if name == "delete" else "add " + only

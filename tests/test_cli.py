@@ -109,6 +109,20 @@ def test_plain_output_when_not_a_terminal(box: ThreadedSandbox, tmp_path: Path) 
     assert result.err.count("\n") == 1
 
 
+def test_an_update_says_no_run_was_missed_not_that_none_is_left(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    # the runs an update changed still match its query
+    result = run(
+        ["update", "--status", "complete", "--set", "starred=true", "--rate", "0"],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.code == 0, result.err
+    assert re.search(r"^  passes over the query \d+: no matching run was missed$", result.out, re.M)
+    assert "nothing matching is left" not in result.out
+
+
 def test_quiet_success_prints_nothing(box: ThreadedSandbox, tmp_path: Path) -> None:
     result = run(
         ["archive", "--status", "problem", "--rate", "0", "--quiet"],
@@ -281,6 +295,7 @@ def test_dry_run_prints_count_and_sample_then_resume_applies_the_plan(
     assert len(sample) == 10
     assert set(sample) <= targets
     assert f"apply the plan: bulkruns resume {tmp_path / 'plan.jsonl'}" in dry.out
+    assert "items/s" not in dry.out  # it only listed
     assert box.stats()["changes"]["applied"] == 0
 
     as_json = run(

@@ -4,18 +4,21 @@ real ``bulkruns`` command in a subprocess, on pipes or on a pseudo-terminal."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
+import ssl
 import struct
 import subprocess
 import sys
 import termios
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,18 +31,33 @@ from bulkruns.sandbox import Sandbox, SandboxConfig
 TOKEN = "tok-SECRET-5f2b9c0e7d3a41e6"
 """The sandbox's token in CLI tests: distinctive, so a leak is found by a plain search."""
 
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.MULTILINE)
+"""The UTC time that starts each plain line and a summary's first line."""
+
+
+def unstamped(text: str) -> str:
+    """``text`` without the time at the start of its lines."""
+    return STAMP.sub("", text)
+
+
+_NETWORK_VARIABLES = {"HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE"}
+
 
 class ThreadedSandbox:
-    """A sandbox served by an event loop in a thread, so tests can block on subprocesses."""
+    """A sandbox served by an event loop in a thread, so tests can block on subprocesses.
 
-    def __init__(self, **config: Any) -> None:
+    With ``tls`` (a server context, and the CA file that trusts it) it serves https.
+    """
+
+    def __init__(self, *, tls: tuple[ssl.SSLContext, Path] | None = None, **config: Any) -> None:
         settings: dict[str, Any] = {"runs": 250, "rate_limit": 0, "token": TOKEN}
         settings.update(config)
         self.config = SandboxConfig(**settings)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._ready = threading.Event()
-        self.server = Sandbox(self.config)
+        self.server = Sandbox(self.config, ssl_context=tls[0] if tls else None)
+        self._verify = str(tls[1]) if tls else True
         self._error: BaseException | None = None
 
     def _serve(self) -> None:
@@ -80,7 +98,9 @@ class ThreadedSandbox:
 
     def stats(self) -> dict[str, Any]:
         """The sandbox's own accounting (``GET /_sandbox/stats``, which it does not count)."""
-        reply = requests.get(f"{self.server.root_url}/_sandbox/stats", timeout=10)
+        reply = requests.get(
+            f"{self.server.root_url}/_sandbox/stats", timeout=10, verify=self._verify
+        )
         reply.raise_for_status()
         data: dict[str, Any] = reply.json()
         return data
@@ -96,8 +116,13 @@ class ThreadedSandbox:
         return found
 
     def env(self, home: Path, **extra: str) -> dict[str, str]:
-        """An environment pointing bulkruns at this sandbox, its lock under ``home``."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TALLYFY_")}
+        """An environment pointing bulkruns at this sandbox, its lock under ``home``, with
+        no proxy or CA bundle of the machine's."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("TALLYFY_") and k.upper() not in _NETWORK_VARIABLES
+        }
         env.update(
             TALLYFY_BASE_URL=self.base_url,
             TALLYFY_ORG_ID=self.org,
@@ -108,6 +133,33 @@ class ThreadedSandbox:
         env.pop("NO_COLOR", None)
         env.update(extra)
         return env
+
+
+@contextlib.contextmanager
+def sandboxes() -> Iterator[Callable[..., ThreadedSandbox]]:
+    """A factory of started sandboxes (``ThreadedSandbox`` settings), all stopped at the end."""
+    started: list[ThreadedSandbox] = []
+
+    def factory(**config: Any) -> ThreadedSandbox:
+        box = ThreadedSandbox(**config).start()
+        started.append(box)
+        return box
+
+    try:
+        yield factory
+    finally:
+        for box in started:
+            box.stop()
+
+
+def live(run: dict[str, Any]) -> bool:
+    """A run that is not archived."""
+    return run["archived_at"] is None
+
+
+def complete(run: dict[str, Any]) -> bool:
+    """A complete run that is not archived."""
+    return run["status"] == "complete" and live(run)
 
 
 def command(*args: str) -> list[str]:

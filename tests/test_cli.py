@@ -13,7 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import TOKEN, Terminal, ThreadedSandbox, journal_records, run
+from cli_support import (
+    STAMP,
+    TOKEN,
+    Terminal,
+    ThreadedSandbox,
+    complete,
+    journal_records,
+    live,
+    run,
+    sandboxes,
+    unstamped,
+)
 from click.testing import CliRunner
 
 from bulkruns import cli
@@ -27,29 +38,13 @@ CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 @pytest.fixture
 def make_box() -> Iterator[Callable[..., ThreadedSandbox]]:
-    started: list[ThreadedSandbox] = []
-
-    def factory(**config: Any) -> ThreadedSandbox:
-        box = ThreadedSandbox(**config).start()
-        started.append(box)
-        return box
-
-    yield factory
-    for box in started:
-        box.stop()
+    with sandboxes() as factory:
+        yield factory
 
 
 @pytest.fixture
 def box(make_box: Callable[..., ThreadedSandbox]) -> ThreadedSandbox:
     return make_box()
-
-
-def complete(run: dict[str, Any]) -> bool:
-    return run["status"] == "complete" and run["archived_at"] is None
-
-
-def live(run: dict[str, Any]) -> bool:
-    return run["archived_at"] is None
 
 
 def test_archive_json_summary_then_undo_restores(box: ThreadedSandbox, tmp_path: Path) -> None:
@@ -98,7 +93,10 @@ def test_plain_output_when_not_a_terminal(box: ThreadedSandbox, tmp_path: Path) 
 
     assert result.code == 0, result.err
     assert not ANSI.search(result.out + result.err)
-    lines = result.out.splitlines()
+    # the summary and each line on stderr start with the time, for cron mail
+    assert STAMP.match(result.out)
+    assert STAMP.match(result.err)
+    lines = unstamped(result.out).splitlines()
     assert lines[0] == "archive done"
     assert f"ok {count:,}  failed 0  skipped 0" in result.out
     assert "requests " in result.out
@@ -109,6 +107,20 @@ def test_plain_output_when_not_a_terminal(box: ThreadedSandbox, tmp_path: Path) 
     assert f"  undo: bulkruns undo {tmp_path / 'job.jsonl'}" in lines
     # a job this short ends before the first periodic line (at most one every 10 s)
     assert result.err.count("\n") == 1
+
+
+def test_an_update_says_no_run_was_missed_not_that_none_is_left(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    # the runs an update changed still match its query
+    result = run(
+        ["update", "--status", "complete", "--set", "starred=true", "--rate", "0"],
+        env=box.env(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.code == 0, result.err
+    assert re.search(r"^  passes over the query \d+: no matching run was missed$", result.out, re.M)
+    assert "nothing matching is left" not in result.out
 
 
 def test_quiet_success_prints_nothing(box: ThreadedSandbox, tmp_path: Path) -> None:
@@ -285,7 +297,16 @@ def test_dry_run_prints_count_and_sample_then_resume_applies_the_plan(
     assert len(sample) == 10
     assert set(sample) <= targets
     assert f"apply the plan: bulkruns resume {tmp_path / 'plan.jsonl'}" in dry.out
+    assert "items/s" not in dry.out  # it only listed
     assert box.stats()["changes"]["applied"] == 0
+
+    as_json = run(
+        ["archive", "--status", "complete", "--dry-run", "--rate", "0", "--json"],
+        env=env,
+        cwd=tmp_path,
+    )
+    assert as_json.json["planned"] == len(targets)
+    assert as_json.json["items_per_second"] is None  # a dry run reports no speed
 
     applied = run(["resume", "plan.jsonl", "--json"], env=env, cwd=tmp_path)
 
@@ -477,7 +498,8 @@ def test_quiet_failures_show_only_errors_on_stderr(box: ThreadedSandbox, tmp_pat
 
     assert result.code == 1
     assert result.out == ""
-    lines = result.err.splitlines()
+    lines = unstamped(result.err).splitlines()
+    assert all(STAMP.match(line) for line in result.err.splitlines()[1:5])
     # a permanent delete shows its count even when quiet
     assert lines[0] == "delete: permanently deleting 3 runs"
     assert {line.split()[1].rstrip(":") for line in lines[1:4]} == set(targets)
@@ -529,9 +551,10 @@ def test_resume_dry_run_says_what_it_would_do_and_sends_nothing(
 
     assert preview.code == 0, preview.err
     assert preview.out.splitlines() == [
-        "resume would delete 4 runs from j.jsonl: failed 4, unfinished 0, not started 0",
+        "resume of j.jsonl would delete 4 runs recorded as still to do: "
+        "failed 4, unfinished 0, not started 0",
+        "  and nothing else: every run of the job is in the log (no query to list again)",
         "  already done, left alone: 0",
-        "  only the runs in the log: there is no query to list again",
         "  a preview: nothing was sent, and the log is unchanged",
     ]
     assert as_json.code == 0, as_json.err
@@ -567,7 +590,9 @@ def test_a_log_that_cannot_be_written_aborts_with_3_and_no_traceback(
 
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 3, done.stdout + done.stderr
-    assert done.stdout.startswith("archive aborted (journal): cannot write the result log")
+    assert unstamped(done.stdout).startswith(
+        "archive aborted (journal): cannot write the result log"
+    )
     assert "File too large" in done.stdout
     assert f"resume: bulkruns resume {tmp_path / 'j.jsonl'}" in done.stdout
 

@@ -36,7 +36,7 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
         "--per-page must be a whole number from 1 to 100",
     ),
     (
-        ["archive", "--max-failures", "-1"],
+        ["archive", "--max-failures", "-1", "--all"],
         {},
         "--max-failures must be a whole number of at least 0",
     ),
@@ -66,11 +66,12 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (
         ["archive"],
         {},
-        "no filter given: that selects every run of the organisation; say so with --all",
+        "no filter given: that would select every run of the organisation; pass --all",
     ),
     (["archive", "--ids-file", "ids.txt", "--all"], {}, "leave out --all"),
     (["archive", "--owners", "a,,b"], {}, "--owners takes IDs separated by commas"),
     (["activate", "--status", "active"], {}, "--status active cannot be combined"),
+    (["activate", "--status", "complete"], {}, "add --archived-style only"),
     (["delete", "--status", "complete"], {}, "add --archive-first"),
     # --set fields and values
     (["update", "--status", "complete"], {}, "update needs at least one --set"),
@@ -115,8 +116,43 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["archive", "--all"], {"TALLYFY_ACCESS_TOKEN": None}, "no access token"),
     (["archive", "--all"], {"TALLYFY_ACCESS_TOKEN": "  "}, "no access token"),
     (["archive", "--all"], {"TALLYFY_ORG_ID": None}, "no organisation given"),
-    (["--token-file", "no-token-here", "archive"], {}, "cannot read the token file"),
-    (["--token-file", "empty-token", "archive"], {}, "the token file empty-token is empty"),
+    (["--token-file", "no-token-here", "archive", "--all"], {}, "cannot read the token file"),
+    (
+        ["--token-file", "empty-token", "archive", "--all"],
+        {},
+        "the token file empty-token is empty",
+    ),
+    # global options also follow the command, once
+    (["--org", "a", "archive", "--org", "b", "--all"], {}, "--org is given twice"),
+    (["archive", "--token-file", "no-token-here", "--all"], {}, "cannot read the token file"),
+    (["report", "archive.jsonl", "--org", "x"], {}, "No such option '--org'"),
+    # timeouts, CA bundles and proxies
+    (["archive", "--timeout", "0", "--all"], {}, "--timeout must be above 0 (seconds), not 0"),
+    (["archive", "--timeout", "inf", "--all"], {}, "--timeout must be above 0"),
+    (["archive", "--timeout", "soon", "--all"], {}, "'soon' is not a valid float"),
+    (["list", "--timeout", "-1"], {}, "--timeout must be above 0"),
+    (["resume", "archive.jsonl", "--timeout", "0"], {}, "--timeout must be above 0"),
+    (["resume", "archive.jsonl", "--dry-run", "--timeout", "0"], {}, "--timeout must be above 0"),
+    (["undo", "archive.jsonl", "--timeout", "0"], {}, "--timeout must be above 0"),
+    (["archive", "--ca-file", "missing.pem", "--all"], {}, "cannot read the CA file missing.pem"),
+    (["--ca-file", "junk.pem", "list"], {}, "junk.pem (--ca-file or SSL_CERT_FILE) holds no PEM"),
+    (["archive", "--all"], {"SSL_CERT_FILE": "missing.pem"}, "cannot read the CA file missing.pem"),
+    (
+        ["archive", "--base-url", "https://tallyfy.example/api", "--all"],
+        {"HTTPS_PROXY": "socks5://u:secret-pw@proxy.example:1080"},
+        "HTTPS_PROXY names a socks5:// proxy",
+    ),
+    # logs in a folder of their own
+    (["archive", "--log", "x.jsonl", "--log-dir", ".", "--all"], {}, "give one of them"),
+    (["undo", "archive.jsonl", "--log", "x.jsonl", "--log-dir", "."], {}, "give one of them"),
+    (["archive", "--log-dir", "nowhere", "--all"], {}, "Directory 'nowhere' does not exist"),
+    (["archive", "--log-dir", "ids.txt", "--all"], {}, "Directory 'ids.txt' is a file"),
+    # list and report
+    (["list", "--ids", "--count"], {}, "--ids and --count print different things"),
+    (["report"], {}, "Missing argument 'LOG'"),
+    (["report", "missing.jsonl"], {}, "missing.jsonl: no such result log"),
+    (["report", "corrupt.jsonl"], {}, "line 2 is corrupt"),
+    (["report", "archive.jsonl", "--json", "--failed-ids"], {}, "give one of them"),
 ]
 
 
@@ -160,6 +196,7 @@ def _files(box: ThreadedSandbox, where: Path) -> None:
     (where / "params-bad.jsonl").write_bytes(_header(box, params={"rate": "fast"}) + item)
     (where / "latin1.txt").write_bytes(f"# caf\xe9\n{RUN_ID}\n".encode("latin-1"))
     (where / "empty-token").write_text("\n")
+    (where / "junk.pem").write_text("not a certificate\n")
 
 
 def test_bad_input_is_one_line_exit_2_and_sends_nothing(

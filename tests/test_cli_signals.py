@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import threading
@@ -10,7 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import ThreadedSandbox, item_lines, journal_records, run, start, wait_for
+from cli_support import (
+    STAMP,
+    ThreadedSandbox,
+    item_lines,
+    journal_records,
+    live,
+    run,
+    start,
+    unstamped,
+    wait_for,
+)
 
 
 class _Lines:
@@ -37,10 +48,6 @@ def box() -> Iterator[ThreadedSandbox]:
     sandbox.stop()
 
 
-def live(run: dict[str, Any]) -> bool:
-    return run["archived_at"] is None
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_cleanly_with_130_and_resume_finishes(
@@ -57,13 +64,24 @@ def test_a_signal_stops_cleanly_with_130_and_resume_finishes(
 
     assert job.returncode == 130, err
     assert "stopping: no new items" in err
-    assert out.startswith("archive interrupted: stopped on request")
+    assert STAMP.match(out)
+    assert unstamped(out).startswith("archive interrupted: stopped on request")
     assert f"  resume: bulkruns resume {journal}" in out.splitlines()
     last = journal_records(journal)[-1]
     assert last["type"] == "summary"
     assert last["aborted"] == "interrupted"
     done = last["ok"]
     assert 5 <= done < len(targets)
+
+    # what resuming would do: the runs recorded as pending, then the query listed again
+    preview = run(["resume", "job.jsonl", "--dry-run"], env=env, cwd=tmp_path)
+    assert preview.code == 0, preview.err
+    first, then, left = preview.out.splitlines()[:3]
+    assert re.fullmatch(
+        r"resume of job\.jsonl would archive \d+ runs recorded as still to do: .*", first
+    )
+    assert then.startswith("  then the rest of the selection: it lists the job's query again")
+    assert left == f"  already done, left alone: {done}"
 
     resumed = run(["resume", "job.jsonl", "--rate", "0", "--json"], env=env, cwd=tmp_path)
 
@@ -73,6 +91,42 @@ def test_a_signal_stops_cleanly_with_130_and_resume_finishes(
     changes = box.stats()["changes"]
     assert changes["runs_changed"] == len(targets)
     assert changes["runs_changed_more_than_once"] == 0
+
+
+@pytest.mark.slow
+def test_an_interrupted_dry_run_says_to_run_it_again_and_nothing_else(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    env = box.env(tmp_path)
+    plan = tmp_path / "plan.jsonl"
+    # 5 runs a page at 20 pages a second: the listing is still going when the signal comes
+    job = start(
+        ["archive", "--all", "--dry-run", "--per-page", "5", "--rate", "20", "--log", "plan.jsonl"],
+        env=env,
+        cwd=tmp_path,
+    )
+    wait_for(lambda: item_lines(plan) >= 10)
+
+    job.send_signal(signal.SIGINT)
+    out, err = job.communicate(timeout=30)
+
+    assert job.returncode == 130, err
+    # the summary's first line, after the sample of what was listed
+    head = next(unstamped(line) for line in out.splitlines() if STAMP.match(line))
+    assert re.fullmatch(
+        r"dry run interrupted; the plan is incomplete \(\d+ runs would be archived so far\): "
+        r"run the dry run again for a plan that can be applied",
+        head,
+    )
+    assert "resume" not in out  # one piece of advice: resume refuses a plan cut short
+    refused = run(["resume", "plan.jsonl"], env=env, cwd=tmp_path)
+    assert refused.code == 2
+    assert "start the job again" in refused.err
+    report = run(["report", "plan.jsonl"], env=env, cwd=tmp_path)
+    assert report.code == 0, report.err
+    assert "next: resume would refuse plan.jsonl: its plan was cut short" in report.out
+    assert "bulkruns resume" not in report.out
+    assert box.stats()["changes"]["applied"] == 0
 
 
 @pytest.mark.slow

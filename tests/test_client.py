@@ -231,7 +231,10 @@ async def test_connection_refused_is_a_transport_error_not_sent() -> None:
         with pytest.raises(TransportError) as caught:
             await client.archive("a" * 32)
     assert caught.value.sent is False
-    assert "cannot connect" in str(caught.value)
+    # the call is named, not its method and URL
+    assert str(caught.value).startswith(f"archive: cannot connect to {base_url[7:-4]} (")
+    assert "DELETE" not in str(caught.value)
+    assert "http" not in str(caught.value)
     assert_secret_free(caught.value, token)
 
 
@@ -261,9 +264,20 @@ async def test_stall_past_the_read_timeout_is_a_transport_error_sent(
     ):
         with pytest.raises(TransportError) as caught:
             await client.archive(active_id(sandbox))
+        # a lost answer to a list changed nothing, and is never said to have
+        with pytest.raises(TransportError) as stalled:
+            await client.list_runs([], page=3)
+        sandbox.state.dice = FaultDice(
+            dataclasses.replace(sandbox.config, stall_rate=0.0, reset_rate=1.0)
+        )
+        with pytest.raises(TransportError) as reset:
+            await client.list_runs([])
     assert caught.value.sent is True
-    assert "no answer within 0.2 s" in str(caught.value)
+    assert str(caught.value) == "archive: no answer within 0.2 s; it may have been applied"
     assert_secret_free(caught.value, sandbox.token)
+    assert str(stalled.value) == "list page 3: no answer within 0.2 s"
+    assert str(reset.value).startswith("list page 1: connection lost (")
+    assert "applied" not in str(reset.value)
 
 
 # --- odd bodies ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ from bulkruns.cli.output import (
     Throughput,
     format_duration,
 )
-from bulkruns.cli.summary import exit_code, preview_resume, summary_lines
+from bulkruns.cli.report import preview_resume
+from bulkruns.cli.summary import exit_code, summary_lines
 from bulkruns.errors import ConfigError, JournalError
 from bulkruns.journal import read_journal
 
@@ -43,6 +45,10 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+    def stamp(self) -> str:
+        """The wall-clock time of ``now``, as lines show it (1000 s after an hour began)."""
+        return f"2026-11-23T04:{int(self.now) // 60 % 60:02d}:{int(self.now) % 60:02d}Z"
 
 
 def progress(done: int = 0, **kw: Any) -> Progress:
@@ -89,7 +95,7 @@ def summary(**kw: Any) -> Summary:
 def test_plain_lines_at_most_one_every_interval() -> None:
     clock = FakeClock()
     out = io.StringIO()
-    reporter = PlainLines("archive", err=out, clock=clock)
+    reporter = PlainLines("archive", err=out, clock=clock, stamp=clock.stamp)
     reporter.start()
     # 3,000 items a second for 35 seconds: one line at 10, 20 and 30 s
     for step in range(35 * 3000):
@@ -97,7 +103,13 @@ def test_plain_lines_at_most_one_every_interval() -> None:
         reporter(progress(done=step, total=200_000, throttled=4, retries=2))
     lines = out.getvalue().splitlines()
     assert len(lines) == 3
-    first = lines[0]
+    # each line starts with the time it was written, for cron mail and log files
+    assert [line[:21] for line in lines] == [
+        "2026-11-23T04:16:50Z ",
+        "2026-11-23T04:17:00Z ",
+        "2026-11-23T04:17:10Z ",
+    ]
+    first = lines[0][21:]
     assert first.startswith("archive: 30,000/200,000 (15%)")
     assert "3000.0 items/s" in first
     assert "ETA 57s" in first  # 170,000 left at 3,000 a second
@@ -108,27 +120,30 @@ def test_plain_lines_at_most_one_every_interval() -> None:
 def test_plain_lines_say_what_is_unknown() -> None:
     clock = FakeClock()
     out = io.StringIO()
-    reporter = PlainLines("update", err=out, clock=clock, interval=1.0)
+    reporter = PlainLines("update", err=out, clock=clock, interval=1.0, stamp=clock.stamp)
     reporter.start()
     clock.now += 1.5
     reporter(progress(done=3, total=None, listing=True, rate=0.0))
     assert out.getvalue() == (
-        "update: 3/? | ok 3 failed 0 skipped 0 | 0.0 items/s | ETA ? | unpaced | "
+        "2026-11-23T04:16:41Z update: 3/? | ok 3 failed 0 skipped 0 | 0.0 items/s | ETA ? | "
+        "unpaced | "
         "requests 3 retries 0 429s 0 | listing (pass 1)\n"
     )
 
 
 def test_failed_items_are_shown_then_counted() -> None:
     out = io.StringIO()
-    reporter = Reporter("delete", err=out)
+    reporter = Reporter("delete", err=out, stamp=FakeClock().stamp)  # quiet, as cron runs it
     for n in range(MAX_FAILURE_LINES + 5):
         item = ItemResult(f"{n:032x}", "failed", status=422, error="HTTP 422: not archived")
         reporter(progress(failed=n + 1, item=item))
     reporter(progress(item=ItemResult("f" * 32, "ok", status=200)))
     lines = out.getvalue().splitlines()
     assert len(lines) == MAX_FAILURE_LINES + 1
-    assert lines[0] == f"failed {0:032x}: HTTP 422: not archived"
-    assert lines[-1] == "more items failed; every failure is recorded in the journal"
+    assert lines[0] == f"2026-11-23T04:16:40Z failed {0:032x}: HTTP 422: not archived"
+    assert lines[-1] == (
+        "2026-11-23T04:16:40Z more items failed; every failure is recorded in the journal"
+    )
 
 
 def test_the_live_display_draws_only_when_rich_refreshes() -> None:
@@ -198,9 +213,11 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 
 def test_summary_of_a_clean_job() -> None:
-    lines = summary_lines(summary(), exit_code=0, undo="bulkruns undo /x/j.jsonl")
+    lines = summary_lines(
+        summary(), exit_code=0, undo="bulkruns undo /x/j.jsonl", stamp="2026-11-23T04:45:26Z"
+    )
     assert lines == [
-        "archive done",
+        "2026-11-23T04:45:26Z archive done",
         "  ok 10  failed 0  skipped 0",
         "  elapsed 2.0s  5.0 items/s  requests 12  retries 2  429s 1",
         "  passes over the query 2: nothing matching is left",
@@ -235,6 +252,37 @@ def test_summary_of_failed_aborted_interrupted_and_dry_runs() -> None:
     assert dry[0] == "dry run: 1,234 runs would be deleted"
     assert "  apply the plan: bulkruns resume j" in dry
     assert "  passes over the query 2: the whole selection was listed" in dry
+    # a dry run only lists: no items per second
+    assert dry[1] == "  elapsed 2.0s  requests 12  retries 2  429s 1"
+
+
+def test_an_interrupted_dry_run_gives_one_piece_of_advice() -> None:
+    stopped = summary(
+        ok=0,
+        planned=40,
+        dry_run=True,
+        verified=False,
+        aborted="interrupted",
+        message="stopped on request; resume the job to finish it",
+    )
+    lines = summary_lines(stopped, exit_code=130, plan_cut_short=True)
+    assert lines[0] == (
+        "dry run interrupted; the plan is incomplete (40 runs would be archived so far): "
+        "run the dry run again for a plan that can be applied"
+    )
+    assert not any("resume" in line for line in lines)
+    failed = replace(stopped, aborted="listing", message="listing page 3 failed: HTTP 500: boom")
+    failed_lines = summary_lines(failed, exit_code=3, plan_cut_short=True)
+    assert failed_lines[0].startswith(
+        "dry run aborted (listing): listing page 3 failed: HTTP 500: boom; the plan is incomplete"
+    )
+
+
+def test_an_update_never_says_nothing_matching_is_left() -> None:
+    # the runs an update changed still match its query
+    lines = summary_lines(summary(operation="update"), exit_code=0)
+    assert "  passes over the query 2: no matching run was missed" in lines
+    assert not any("nothing matching is left" in line for line in lines)
 
 
 @pytest.mark.parametrize(
@@ -453,9 +501,12 @@ def test_resume_preview_counts_from_the_log(
     assert preview_resume(log, state, Display()) == 0
 
     out = capsys.readouterr().out.splitlines()
-    assert (
-        out[0] == f"resume would archive 3 runs from {log}: failed 1, unfinished 2, not started 0"
-    )
-    assert out[1] == "  already done, left alone: 2"
-    assert "lists the job's query again" in out[2]
+    assert out == [
+        f"resume of {log} would archive 3 runs recorded as still to do: "
+        "failed 1, unfinished 2, not started 0",
+        "  then the rest of the selection: it lists the job's query again and takes the runs "
+        "that match it now (only that listing can count them)",
+        "  already done, left alone: 2",
+        "  a preview: nothing was sent, and the log is unchanged",
+    ]
     assert log.read_bytes() == before

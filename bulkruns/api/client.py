@@ -10,16 +10,23 @@ pacer). Outcomes are values (:class:`~bulkruns.api.answers.Page`,
 :class:`~bulkruns.api.answers.Reply`) or exceptions from :mod:`bulkruns.errors`: an
 :class:`~bulkruns.errors.APIError` subclass for an error status,
 :class:`~bulkruns.errors.TransportError` when no answer came (``sent`` says whether the
-request may have reached the server). No exception or repr ever contains the token.
+request may have reached the server), its message naming the call (``archive``, ``list
+page 3``), not the URL. No exception or repr ever contains the token.
+
+TLS is always verified, against the system's CA bundle (or ``SSL_CERT_FILE``), or the
+bundle given as ``ca_file``. An https:// API goes through the proxy ``HTTPS_PROXY`` names,
+unless ``NO_PROXY`` exempts its host (see :func:`~bulkruns.api.urls.proxy_for`).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import ssl
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import orjson
@@ -28,18 +35,26 @@ from multidict import CIMultiDictProxy
 
 from bulkruns import settings
 from bulkruns.api.answers import Page, Reply, read_page, read_reply
-from bulkruns.api.urls import DEFAULT_BASE_URL, encode_query, normalise_base_url
+from bulkruns.api.urls import (
+    DEFAULT_BASE_URL,
+    Proxy,
+    encode_query,
+    normalise_base_url,
+    proxy_for,
+)
 from bulkruns.errors import ConfigError, TransportError
 
-__all__ = ["MAX_PER_PAGE", "Client"]
+__all__ = ["MAX_PER_PAGE", "READ_TIMEOUT", "VERSION", "Client"]
 
 MAX_PER_PAGE = 100  # Tallyfy's cap; a larger per_page would be silently cut to it
+READ_TIMEOUT = 60.0
+"""Seconds a request's answer is waited for, unless the client is told otherwise."""
 _NO_AUTO_CONTENT_TYPE = ("Content-Type",)
 
 try:
-    _VERSION = importlib.metadata.version("bulkruns")
+    VERSION = importlib.metadata.version("bulkruns")
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
-    _VERSION = "dev"
+    VERSION = "dev"
 
 
 class Client:
@@ -53,11 +68,17 @@ class Client:
         base_url: the API root; see :func:`~bulkruns.api.urls.normalise_base_url`.
         concurrency: the most connections open at once.
         connect_timeout: seconds to establish a connection.
-        read_timeout: seconds to wait for each read of the answer.
+        read_timeout: seconds to wait for the answer (for each read of it): a request
+            that stalls longer fails, to be retried.
+        ca_file: a PEM bundle of the certificate authorities to trust instead of the
+            system's (a company's TLS-inspecting proxy, say).
+        trust_env: take the proxy from ``HTTPS_PROXY`` and ``NO_PROXY``.
 
     Raises:
         ConfigError: an empty org or token, a token with whitespace, a bad base URL,
-            plain http:// to a non-loopback host, or a non-positive limit.
+            plain http:// to a non-loopback host, a non-positive limit, a CA file that
+            cannot be read as PEM certificates, or a proxy variable that is not an
+            http(s):// URL.
     """
 
     def __init__(
@@ -68,7 +89,9 @@ class Client:
         base_url: str = DEFAULT_BASE_URL,
         concurrency: int = 16,
         connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
+        read_timeout: float = READ_TIMEOUT,
+        ca_file: str | os.PathLike[str] | None = None,
+        trust_env: bool = True,
     ) -> None:
         org = org.strip()
         if not org:
@@ -86,6 +109,9 @@ class Client:
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
             settings.number(name, value, low=0, above=True, meaning="seconds")
         self.base_url = normalise_base_url(base_url)
+        self._tls: ssl.SSLContext | bool = True if ca_file is None else _trusting(ca_file)
+        self.proxy = proxy_for(self.base_url, os.environ) if trust_env else None
+        self._host = urlsplit(self.base_url).netloc
         self.org = org
         self.concurrency = concurrency
         self.connect_timeout = connect_timeout
@@ -95,14 +121,15 @@ class Client:
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
             "X-Tallyfy-Client": "APIClient",
-            "User-Agent": f"bulkruns/{_VERSION}",
+            "User-Agent": f"bulkruns/{VERSION}",
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<Client org={self.org!r} base_url={self.base_url!r}>"
+        proxy = f" proxy={self.proxy.name!r}" if self.proxy is not None else ""
+        return f"<Client org={self.org!r} base_url={self.base_url!r}{proxy}>"
 
     async def __aenter__(self) -> Client:
         self._open()
@@ -128,7 +155,7 @@ class Client:
             raise RuntimeError("the client is closed")
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self.concurrency),
+                connector=aiohttp.TCPConnector(limit=self.concurrency, ssl=self._tls),
                 # sock_connect, not connect: waiting for a free pooled connection is not
                 # a connection failure.
                 timeout=aiohttp.ClientTimeout(
@@ -161,7 +188,7 @@ class Client:
         if any(name in ("page", "per_page") for name, _ in params):
             raise ValueError("pass page and per_page as arguments, not in params")
         query = encode_query([*params, ("page", str(page)), ("per_page", str(per_page))])
-        answer = await self._send("GET", self._runs_path, query=query)
+        answer = await self._send(f"list page {page}", "GET", self._runs_path, query=query)
         return read_page(*answer, page=page, per_page=per_page)
 
     async def get_run(self, run_id: str) -> Reply:
@@ -170,27 +197,29 @@ class Client:
         The reply's ``data`` is the run as it is now, ``users`` and ``groups`` included.
         An archived run is 404 here, as an unknown one is.
         """
-        return read_reply(*await self._send("GET", self._run_path(run_id)))
+        return read_reply(*await self._send("read", "GET", self._run_path(run_id)))
 
     async def archive(self, run_id: str) -> Reply:
         """Archive a run: ``DELETE /organizations/{org}/runs/{id}``."""
-        return read_reply(*await self._send("DELETE", self._run_path(run_id)))
+        return read_reply(*await self._send("archive", "DELETE", self._run_path(run_id)))
 
     async def activate(self, run_id: str) -> Reply:
         """Restore an archived run: ``PUT /organizations/{org}/runs/{id}/activate``."""
-        return read_reply(*await self._send("PUT", self._run_path(run_id) + "/activate"))
+        url = self._run_path(run_id) + "/activate"
+        return read_reply(*await self._send("activate", "PUT", url))
 
     async def update(self, run_id: str, fields: Mapping[str, Any]) -> Reply:
         """Change some fields of a run: ``PUT /organizations/{org}/runs/{id}``."""
         body = orjson.dumps(dict(fields))
-        return read_reply(*await self._send("PUT", self._run_path(run_id), body=body))
+        return read_reply(*await self._send("update", "PUT", self._run_path(run_id), body=body))
 
     async def delete(self, run_id: str) -> Reply:
         """Permanently delete an archived run: ``DELETE …/runs/{id}/delete``.
 
         Tallyfy answers 200 with an empty body: the reply's ``data`` is None.
         """
-        return read_reply(*await self._send("DELETE", self._run_path(run_id) + "/delete"))
+        url = self._run_path(run_id) + "/delete"
+        return read_reply(*await self._send("delete", "DELETE", url))
 
     # --- plumbing ---
 
@@ -198,12 +227,15 @@ class Client:
         return f"{self._runs_path}/{quote(run_id, safe='')}"
 
     async def _send(
-        self, method: str, url: str, *, query: str = "", body: bytes | None = None
+        self, action: str, method: str, url: str, *, query: str = "", body: bytes | None = None
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
-        """Send one request; return the status, headers and body of any HTTP answer."""
+        """Send one request; return the status, headers and body of any HTTP answer.
+
+        ``action`` names the request in errors: ``archive``, ``list page 3``.
+        """
         session = self._open()
         target = yarl.URL(f"{url}?{query}" if query else url, encoded=True)
-        where = f"{method} {url}"  # the query is left out: it can be long, and it is ours
+        proxy = self.proxy
         try:
             async with session.request(
                 method,
@@ -213,23 +245,79 @@ class Client:
                 # Otherwise aiohttp labels an empty PUT application/octet-stream.
                 skip_auto_headers=_NO_AUTO_CONTENT_TYPE if body is None else None,
                 allow_redirects=False,
+                proxy=proxy.url if proxy is not None else None,
+                proxy_headers=_proxy_headers(proxy),
             ) as response:
                 payload = await response.read()
                 return response.status, response.headers, payload
-        except aiohttp.ClientConnectorError as exc:
-            # DNS, refused, unreachable, TLS handshake: the request never left.
-            raise TransportError(f"{where}: cannot connect: {exc}", sent=False) from exc
         except aiohttp.ConnectionTimeoutError as exc:
             raise TransportError(
-                f"{where}: no connection within {self.connect_timeout:g} s", sent=False
+                f"{action}: no connection to {self._host} within {self.connect_timeout:g} s",
+                sent=False,
             ) from exc
-        except TimeoutError as exc:
+        except TimeoutError as exc:  # aiohttp's read timeout is one too
             raise TransportError(
-                f"{where}: no answer within {self.read_timeout:g} s; it may have been applied",
+                f"{action}: no answer within {self.read_timeout:g} s{_maybe_applied(method)}",
                 sent=True,
             ) from exc
         except aiohttp.ClientError as exc:
+            raise self._no_answer(action, method, exc) from exc
+
+    def _no_answer(self, action: str, method: str, exc: aiohttp.ClientError) -> TransportError:
+        """What a failed request comes to, said without the URL, the token or a password."""
+        proxy = self.proxy.name if self.proxy is not None else ""
+        if isinstance(exc, aiohttp.ClientHttpProxyError):
+            # The proxy answered the CONNECT with an error: nothing reached Tallyfy.
+            problem = (
+                f"the proxy {proxy} refused a tunnel to {self._host} "
+                f"(HTTP {exc.status} {exc.message}); check HTTPS_PROXY and NO_PROXY"
+            )
+        elif isinstance(exc, aiohttp.ClientProxyConnectionError):
+            problem = f"cannot connect to the proxy {proxy} ({exc.strerror}); check HTTPS_PROXY"
+        elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            cause = exc.certificate_error
+            reason = getattr(cause, "verify_message", None) or str(cause)
+            problem = (
+                f"the TLS certificate of {self._host} is not trusted ({reason}); if a proxy "
+                "inspects TLS, trust its CA bundle with --ca-file or SSL_CERT_FILE"
+            )
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            # DNS, refused, unreachable, a TLS handshake: the request never left.
+            problem = f"cannot connect to {self._host} ({exc.strerror or exc.os_error})"
+        else:
             detail = str(exc) or type(exc).__name__
-            raise TransportError(
-                f"{where}: connection lost ({detail}); it may have been applied", sent=True
-            ) from exc
+            return TransportError(
+                f"{action}: connection lost ({detail}){_maybe_applied(method)}", sent=True
+            )
+        return TransportError(f"{action}: {problem}", sent=False)
+
+
+def _maybe_applied(method: str) -> str:
+    """What a lost answer leaves open: a read changed nothing, a change may have happened."""
+    return "" if method == "GET" else "; it may have been applied"
+
+
+def _proxy_headers(proxy: Proxy | None) -> dict[str, str] | None:
+    if proxy is None or proxy.authorization is None:
+        return None
+    return {"Proxy-Authorization": proxy.authorization}
+
+
+def _trusting(ca_file: str | os.PathLike[str]) -> ssl.SSLContext:
+    """A TLS context that verifies servers against ``ca_file`` only.
+
+    Raises:
+        ConfigError: the file cannot be read, or holds no PEM certificate.
+    """
+    where = os.fspath(ca_file)
+    try:
+        return ssl.create_default_context(cafile=where)
+    except ssl.SSLError:
+        raise ConfigError(
+            f"the CA file {where} (--ca-file or SSL_CERT_FILE) holds no PEM certificate "
+            "(-----BEGIN CERTIFICATE-----)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the CA file {where} (--ca-file or SSL_CERT_FILE): {exc.strerror or exc}"
+        ) from None

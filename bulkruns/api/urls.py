@@ -1,13 +1,16 @@
-"""Where Tallyfy's API is, in one canonical spelling, and how a query is written.
+"""Where Tallyfy's API is, in one canonical spelling, how a query is written, and which
+proxy (if any) the way there goes through.
 
 No I/O here: the client, the lock and the result log all name a server the same way.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
-from collections.abc import Sequence
-from urllib.parse import quote, urlsplit
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit
 
 import yarl
 
@@ -15,9 +18,11 @@ from bulkruns.errors import ConfigError
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "Proxy",
     "encode_query",
     "is_loopback_host",
     "normalise_base_url",
+    "proxy_for",
     "server_key",
 ]
 
@@ -112,3 +117,123 @@ def encode_query(params: Sequence[tuple[str, str]]) -> str:
     """A query string with spaces as ``%20`` and ``+`` as ``%2B``: Tallyfy does not read
     ``+`` as a space."""
     return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params)
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP proxy that opens tunnels (``CONNECT``) to the API.
+
+    Attributes:
+        url: ``http://host:port`` (or ``https://``), without credentials.
+        authorization: the ``Proxy-Authorization`` header value, when the proxy URL held a
+            user name; never shown (left out of repr).
+    """
+
+    url: str
+    authorization: str | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """``host:port``, as messages show the proxy (never its credentials)."""
+        return self.url.split("://", 1)[1]
+
+
+def _setting(environ: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    """A variable's name and value, the lowercase spelling first (as curl and Python read
+    them), or None when neither is set to something."""
+    for key in (name.lower(), name.upper()):
+        value = environ.get(key, "").strip()
+        if value:
+            return key, value
+    return None
+
+
+def _read_proxy(variable: str, text: str) -> Proxy:
+    """A proxy URL as ``HTTPS_PROXY`` gives it; ``host:port`` alone means ``http://``."""
+    try:
+        parts = urlsplit(text if "://" in text else f"http://{text}")
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{variable} is not a proxy URL such as http://proxy:3128") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        # Only the scheme is echoed: the rest may hold a password.
+        raise ConfigError(
+            f"{variable} names a {scheme}:// proxy; bulkruns goes through http:// or https:// "
+            "proxies (HTTP CONNECT) only"
+        )
+    if not parts.hostname:
+        raise ConfigError(f"{variable} is not a proxy URL such as http://proxy:3128")
+    host = parts.hostname.lower()
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{port if port is not None else _DEFAULT_PORTS[scheme]}"
+    authorization = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+    return Proxy(f"{scheme}://{netloc}", authorization)
+
+
+def _bypassed(host: str, port: int, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` lets ``host:port`` be reached without the proxy.
+
+    Entries are separated by commas: ``*`` (every host), a domain (``example.com``,
+    ``.example.com`` or ``*.example.com``: it and its subdomains), an IP address or a CIDR
+    block (``10.0.0.0/8``), each optionally with ``:port``.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, want_port = entry, None
+        if entry.startswith("[") and "]" in entry:  # [::1]:8443
+            name, _, rest = entry[1:].partition("]")
+            want_port = rest[1:] or None
+        elif entry.count(":") == 1:
+            name, want_port = entry.split(":")
+        if want_port is not None and want_port != str(port):
+            continue
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(name, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = name.removeprefix("*").removeprefix(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def proxy_for(base_url: str, environ: Mapping[str, str]) -> Proxy | None:
+    """The proxy requests to ``base_url`` go through, as the environment says, or None.
+
+    ``HTTPS_PROXY`` (or ``https_proxy``) names the proxy, and ``NO_PROXY`` (or
+    ``no_proxy``) the hosts reached without it. A loopback host never goes through a
+    proxy (it would be the proxy's own machine), and neither does plain ``http://``, which
+    is for loopback hosts only: through a proxy, the token would cross the network
+    unencrypted. Over ``https://`` the proxy opens a tunnel and sees only ``host:port``.
+
+    Raises:
+        ConfigError: the proxy variable is not an http:// or https:// URL, or the base
+            URL is one the client refuses.
+    """
+    parts = urlsplit(normalise_base_url(base_url))
+    host = parts.hostname or ""
+    if parts.scheme != "https" or is_loopback_host(host):
+        return None
+    setting = _setting(environ, "https_proxy")
+    if setting is None:
+        return None
+    no_proxy = _setting(environ, "no_proxy")
+    port = parts.port or _DEFAULT_PORTS["https"]
+    if no_proxy is not None and _bypassed(host, port, no_proxy[1]):
+        return None
+    return _read_proxy(*setting)

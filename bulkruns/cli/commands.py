@@ -6,17 +6,19 @@ build a :class:`~bulkruns.JobSpec`; :func:`~bulkruns.cli.session.run_job` runs i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from bulkruns.cli import flags
+from bulkruns.cli.helptext import epilog
 from bulkruns.cli.inputs import job_options, parse_set
 from bulkruns.cli.listing import list_runs
-from bulkruns.cli.root import connection, guarded, main
+from bulkruns.cli.report import preview_resume, report
+from bulkruns.cli.root import connection, guarded, main, options_after_command
 from bulkruns.cli.session import run_job
-from bulkruns.cli.summary import preview_resume
 from bulkruns.errors import ConfigError, JournalError
 from bulkruns.job import JobOptions, JobSpec
 from bulkruns.journal import JournalState, read_journal
@@ -39,22 +41,37 @@ def _new_job(
     archive_first: bool = False,
     yes: bool = False,
 ) -> int:
-    conn = connection()
+    conn = connection(timeout=kw["timeout"])
     operation = Operation(name=name, fields=fields or {}, archive_first=archive_first)
     selection = flags.selection(kw)
-    journal = flags.journal_path(kw["log"], name)
+    journal = flags.journal_path(kw, name)
     options = job_options(flags.given_options(kw), journal=journal)
     try:
         spec = JobSpec.new(operation, selection, options)
     except ConfigError as exc:  # a --status that contradicts selecting archived runs
-        hint = "; to delete live runs, add --archive-first" if name == "delete" else ""
-        raise ConfigError(f"{exc}{hint}", setting=exc.setting) from None
+        raise _archived_status(exc, kw["status"], operation) from None
     return run_job(
         conn,
         spec,
         display=flags.display(kw),
         new_log=True,
         confirm_delete=(selection, yes) if name == "delete" else None,
+    )
+
+
+def _archived_status(error: ConfigError, status: str | None, operation: Operation) -> ConfigError:
+    """A ``--status`` that the default archived style cannot combine with selecting archived
+    runs, said with the flags that resolve it."""
+    if not operation.selects_archived or status in (None, "archived"):
+        return error  # another refusal: as it was said
+    name = operation.name
+    only = f"--archived-style only to select archived runs whose status is {status}"
+    fix = (
+        f"add --archive-first to delete live runs, or {only}" if name == "delete" else "add " + only
+    )
+    return ConfigError(
+        f"{name} selects archived runs, listed with status=archived by default, so "
+        f"--status {status} cannot be combined with it: {fix}"
     )
 
 
@@ -69,7 +86,20 @@ def _read_log(path_text: str) -> tuple[Path, JournalState]:
         raise JournalError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-@main.command("archive")
+def _command(name: str, *, connects: bool = True) -> Callable[[Callable[..., Any]], click.Command]:
+    """A subcommand of ``bulkruns``: its help ends with examples, the environment it reads
+    and its exit codes; one that connects takes the global options after it too."""
+
+    def wrap(function: Callable[..., Any]) -> click.Command:
+        command = main.command(name, epilog=epilog(name))(function)
+        if connects:  # listed after the command's own options
+            command.params += options_after_command()
+        return command
+
+    return wrap
+
+
+@_command("archive")
 @flags.filter_options()
 @flags.job_flags()
 @guarded
@@ -78,7 +108,7 @@ def archive_command(**kw: Any) -> int:
     return _new_job(kw, "archive")
 
 
-@main.command("activate")
+@_command("activate")
 @flags.filter_options()
 @flags.job_flags()
 @guarded
@@ -87,7 +117,7 @@ def activate_command(**kw: Any) -> int:
     return _new_job(kw, "activate")
 
 
-@main.command("update")
+@_command("update")
 @flags.filter_options()
 @flags.job_flags()
 @click.option(
@@ -107,7 +137,7 @@ def update_command(assignments: tuple[str, ...], **kw: Any) -> int:
     return _new_job(kw, "update", fields=parse_set(assignments))
 
 
-@main.command("delete")
+@_command("delete")
 @flags.filter_options()
 @flags.job_flags()
 @click.option(
@@ -125,8 +155,8 @@ def delete_command(archive_first: bool, yes: bool, **kw: Any) -> int:
     return _new_job(kw, "delete", archive_first=archive_first, yes=yes)
 
 
-@main.command("resume")
-@click.argument("log", metavar="LOG")
+@_command("resume")
+@click.argument("log", metavar="LOG", shell_complete=flags.complete_logs)
 @flags.job_flags(log=False, dry_run=False)
 @click.option(
     "--dry-run",
@@ -140,19 +170,21 @@ def resume_command(log: str, preview: bool, yes: bool, **kw: Any) -> int:
     """Continue the job a result log describes; a dry run's log is applied as its plan.
 
     Done items are skipped, failed and unfinished ones retried; it appends to the same log
-    (so there is no --log). The job's recorded settings are the defaults of the options.
+    (so there is no --log). The job's recorded settings are the defaults of the options;
+    --timeout is not recorded, so give it again.
 
     With --dry-run, it only counts from the log what it would retry or apply, and says
     whether the job's query would be listed again (runs that match it now are taken too;
     only that listing can count them): no request is sent and the log is left as it is.
     """
-    conn = connection()
     path, state = _read_log(log)
+    conn = connection(timeout=kw["timeout"], log=state.header)
     recorded = JobOptions.recorded(state.header, where=path)
     options = job_options(flags.given_options(kw), defaults=recorded, journal=path)
     spec = JobSpec.resume(path, options, state=state)
     if preview:
-        spec.check_owner(conn.org, conn.api_url)  # as the job would, before its first request
+        client = conn.client()  # checks the connection's settings, as the job would
+        spec.check_owner(client.org, client.base_url)  # as the job would, before a request
         return preview_resume(path, state, flags.display(kw))
     confirm: tuple[int, bool] | None = None
     if spec.operation.name == "delete" and state.header.get("dry_run"):
@@ -161,8 +193,8 @@ def resume_command(log: str, preview: bool, yes: bool, **kw: Any) -> int:
     return run_job(conn, spec, display=flags.display(kw), new_log=False, confirm_delete=confirm)
 
 
-@main.command("undo")
-@click.argument("source", metavar="LOG")
+@_command("undo")
+@click.argument("source", metavar="LOG", shell_complete=flags.complete_logs)
 @flags.job_flags()
 @guarded
 def undo_command(source: str, **kw: Any) -> int:
@@ -170,19 +202,21 @@ def undo_command(source: str, **kw: Any) -> int:
     is undone by setting the recorded before-state. A permanent delete cannot be undone.
     The undo keeps a log of its own (default ./bulkruns-undo-<UTC time>.jsonl).
     """
-    conn = connection()
     path, state = _read_log(source)
+    conn = connection(timeout=kw["timeout"], log=state.header)
     # the original job's pace and budget, but not its limit: the undo reverses every change
     recorded = JobOptions.recorded(state.header, where=path)
     recorded.pop("limit", None)
-    journal = flags.journal_path(kw["log"], "undo")
+    journal = flags.journal_path(kw, "undo")
     options = job_options(flags.given_options(kw), defaults=recorded, journal=journal)
     spec = JobSpec.undo(path, options, state=state)
     return run_job(conn, spec, display=flags.display(kw), new_log=True)
 
 
-@main.command("list")
+@_command("list")
 @flags.filter_options(ids_file=False)
+@click.option("--ids", is_flag=True, help="Print only the run IDs, one a line.")
+@click.option("--count", is_flag=True, help="Print only the number of matching runs.")
 @click.option("--limit", type=int, help="Print at most N runs.")
 @click.option(
     "--rate", type=float, default=10.0, show_default=True, help="Requests per second; 0 = unpaced."
@@ -195,30 +229,57 @@ def undo_command(source: str, **kw: Any) -> int:
     show_default=True,
     help="With --status archived: list with archived=only or status=archived.",
 )
+@flags.timeout_option()
 @click.option("--ids-file", hidden=True)  # only to say why it is not taken
 @guarded
 def list_command(
+    ids: bool,
+    count: bool,
     limit: int | None,
     rate: float,
     per_page: int,
     archived_style: ArchivedStyle,
+    timeout: float | None,
     ids_file: str | None,
     **kw: Any,
 ) -> int:
-    """Print the runs a filter selects, as JSON lines on standard output."""
+    """Print the runs a filter selects: as JSON lines on standard output (the default), their
+    IDs (--ids, to feed --ids-file), or how many there are (--count)."""
     if ids_file is not None:
         raise ConfigError(
             "list prints what a query selects, so it takes no --ids-file; "
             "the job commands (archive, activate, update, delete) do"
         )
+    if ids and count:
+        raise ConfigError("--ids and --count print different things: give one of them")
     # the settings a listing shares with a job, checked as a job's are
     options = JobOptions(rate=rate, per_page=per_page, limit=limit, archived=archived_style)
-    conn = connection()
+    conn = connection(timeout=timeout)
     return list_runs(
         conn,
         flags.run_filter(kw),
+        form="ids" if ids else "count" if count else "json",
         archived=options.archived,
         rate=options.rate,
         per_page=options.per_page,
         limit=options.limit,
     )
+
+
+@_command("report", connects=False)
+@click.argument("log", metavar="LOG", shell_complete=flags.complete_logs)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--failed-ids", is_flag=True, help="Print only the failed run IDs, one a line (for --ids-file)."
+)
+@guarded
+def report_command(log: str, as_json: bool, failed_ids: bool) -> int:
+    """Say what a result log holds: the job, its outcomes over all its sessions, failures
+    by error, each session's time and pace, and what resume would do next.
+
+    It reads only the log: nothing is sent, and no token is needed.
+    """
+    if as_json and failed_ids:
+        raise ConfigError("--json and --failed-ids print different things: give one of them")
+    path, state = _read_log(log)
+    return report(path, state, form="json" if as_json else "ids" if failed_ids else "text")

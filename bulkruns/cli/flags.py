@@ -1,21 +1,26 @@
 """The options the job commands share, and what they come to: a filter or an ID file, the
 job's settings as given, and how the outcome is shown. Values are parsed here and checked
-where the settings are made (:class:`~bulkruns.JobOptions`, :class:`~bulkruns.RunFilter`).
+where the settings are made (:class:`~bulkruns.JobOptions`, :class:`~bulkruns.RunFilter`,
+the client for ``--timeout``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
+from bulkruns.cli.helptext import AGES
 from bulkruns.cli.inputs import Display, IdSource, default_journal
 from bulkruns.errors import ConfigError
 from bulkruns.model import ARCHIVED_STYLES, STATUSES, RunFilter, parse_when
 
 __all__ = [
+    "complete_logs",
     "display",
     "filter_options",
     "given_options",
@@ -23,6 +28,7 @@ __all__ = [
     "journal_path",
     "run_filter",
     "selection",
+    "timeout_option",
 ]
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -63,6 +69,41 @@ class _MaxFailures(click.ParamType[Any, Any]):
         return number
 
 
+def _complete_status(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    return [CompletionItem(status) for status in STATUSES if status.startswith(incomplete)]
+
+
+def _complete_file(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    return [CompletionItem(incomplete, type="file")]
+
+
+def complete_logs(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion of a LOG: the result logs (``*.jsonl``) and folders that start with
+    what is typed."""
+    head, sep, prefix = incomplete.rpartition(os.sep)
+    folder = Path(head + sep if sep else ".")
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    items = []
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(prefix) or (name.startswith(".") and not prefix.startswith(".")):
+            continue
+        if entry.is_dir():
+            items.append(CompletionItem(f"{head}{sep}{name}{os.sep}"))
+        elif name.endswith(".jsonl"):
+            items.append(CompletionItem(f"{head}{sep}{name}"))
+    return items
+
+
 def _apply(*decorators: Decorator) -> Decorator:
     def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
         for decorator in reversed(decorators):
@@ -74,7 +115,12 @@ def _apply(*decorators: Decorator) -> Decorator:
 
 def filter_options(*, ids_file: bool = True) -> Decorator:
     options: list[Decorator] = [
-        click.option("--status", metavar="S", help=f"Run status: {', '.join(STATUSES)}."),
+        click.option(
+            "--status",
+            metavar="S",
+            shell_complete=_complete_status,
+            help=f"Run status: {', '.join(STATUSES)}.",
+        ),
         click.option("--q", metavar="TEXT", help="Text in the run's name."),
         click.option("--owners", metavar="IDS", help="Owner user IDs, comma-separated."),
         click.option("--checklist-id", metavar="ID", help="The template the runs came from."),
@@ -90,12 +136,12 @@ def filter_options(*, ids_file: bool = True) -> Decorator:
         click.option(
             "--created-before",
             metavar="WHEN",
-            help="Created before: an ISO date/time or an age (90d, 12h).",
+            help=f"Created before: an ISO date/time, or an age: {AGES}.",
         ),
         click.option(
             "--updated-before",
             metavar="WHEN",
-            help="Last updated before: an ISO date/time or an age (90d, 12h).",
+            help=f"Last updated before: an ISO date/time, or an age: {AGES}.",
         ),
     ]
     options.append(
@@ -112,6 +158,7 @@ def filter_options(*, ids_file: bool = True) -> Decorator:
             click.option(
                 "--ids-file",
                 metavar="PATH|-",
+                shell_complete=_complete_file,
                 help="Run IDs, one a line, instead of a query ('-' for standard input).",
             )
         )
@@ -121,13 +168,19 @@ def filter_options(*, ids_file: bool = True) -> Decorator:
 def job_flags(*, log: bool = True, dry_run: bool = True) -> Decorator:
     options: list[Decorator] = []
     if log:
-        options.append(
+        options += [
             click.option(
                 "--log",
                 metavar="PATH",
+                shell_complete=_complete_file,
                 help="The result log (default ./bulkruns-<op>-<UTC time>.jsonl).",
-            )
-        )
+            ),
+            click.option(
+                "--log-dir",
+                type=click.Path(exists=True, file_okay=False, path_type=Path),
+                help="The folder of the result log, under its default name (not with --log).",
+            ),
+        ]
     options += [
         click.option("--concurrency", type=int, help="Requests in flight [16]."),
         click.option(
@@ -149,6 +202,7 @@ def job_flags(*, log: bool = True, dry_run: bool = True) -> Decorator:
             "or status=archived [only].",
         ),
         click.option("--per-page", type=int, help="Runs per list page [100]."),
+        timeout_option(),
     ]
     if dry_run:
         options.append(
@@ -163,6 +217,16 @@ def job_flags(*, log: bool = True, dry_run: bool = True) -> Decorator:
         ),
     ]
     return _apply(*options)
+
+
+def timeout_option() -> Decorator:
+    """``--timeout SECONDS``: how long a request's answer is waited for."""
+    return click.option(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        help="Seconds to wait for a request's answer; a stalled one is retried [60].",
+    )
 
 
 def _split(value: str | None, name: str) -> tuple[str, ...]:
@@ -225,9 +289,20 @@ def given_options(kw: dict[str, Any]) -> dict[str, Any]:
     return flags
 
 
-def journal_path(value: str | None, kind: str) -> Path:
-    """The new log's path (the session checks that it can be created)."""
-    return Path(value) if value else default_journal(kind)
+def journal_path(kw: dict[str, Any], kind: str) -> Path:
+    """The new log's path, from ``--log`` or ``--log-dir`` (the session checks that it can be
+    created).
+
+    Raises:
+        ConfigError: both are given.
+    """
+    log, folder = kw["log"], kw["log_dir"]
+    if log and folder is not None:
+        raise ConfigError(
+            "--log names the result log and --log-dir the folder of its default name: "
+            "give one of them"
+        )
+    return Path(log) if log else default_journal(kind, directory=folder)
 
 
 def display(kw: dict[str, Any]) -> Display:

@@ -17,7 +17,8 @@ from typing import IO, Any
 
 import orjson
 
-from bulkruns.api import DEFAULT_BASE_URL, Client, normalise_base_url
+from bulkruns.api import DEFAULT_BASE_URL, Client
+from bulkruns.api.client import READ_TIMEOUT
 from bulkruns.errors import ConfigError
 from bulkruns.job import JobOptions
 from bulkruns.model import read_ids, validate_fields
@@ -45,35 +46,34 @@ class Connection:
         org: the organisation ID.
         token: the access token; never shown (left out of repr).
         base_url: the API root as given (the client normalises it); None for Tallyfy's.
+        ca_file: a PEM bundle of the CAs to trust instead of the system's.
+        timeout: seconds to wait for a request's answer; None for the client's default.
         flags: the global options as typed, repeated in the resume and undo commands shown.
     """
 
     org: str
     token: str = field(repr=False)
     base_url: str | None = None
+    ca_file: Path | None = None
+    timeout: float | None = None
     flags: tuple[str, ...] = ()
 
     def client(self, *, concurrency: int = 16) -> Client:
-        """A new client (not yet open).
+        """A new client (not yet open); the proxy comes from ``HTTPS_PROXY``/``NO_PROXY``.
 
         Raises:
-            ConfigError: a malformed base URL, or plain http:// to a host not on loopback.
+            ConfigError: a malformed base URL, plain http:// to a host not on loopback, a
+                timeout that is not a positive number of seconds, an unusable CA file or
+                proxy variable.
         """
         return Client(
             org=self.org,
             token=self.token,
             base_url=self.base_url or DEFAULT_BASE_URL,
             concurrency=concurrency,
+            read_timeout=READ_TIMEOUT if self.timeout is None else self.timeout,
+            ca_file=self.ca_file,
         )
-
-    @property
-    def api_url(self) -> str:
-        """The API root in its canonical form.
-
-        Raises:
-            ConfigError: a malformed base URL, or plain http:// to a host not on loopback.
-        """
-        return normalise_base_url(self.base_url or DEFAULT_BASE_URL)
 
     def command(self, *words: str) -> str:
         """A bulkruns command line, with the global options this one was given."""
@@ -269,10 +269,12 @@ def read_connection(
     org: str | None,
     base_url: str | None,
     token_file: Path | None,
+    ca_file: Path | None = None,
+    timeout: float | None = None,
     flags: tuple[str, ...] = (),
 ) -> Connection:
-    """Organisation, token and base URL, from the global options (which take the
-    environment's values when not given) and the token's file or variable.
+    """Organisation, token, base URL and CA bundle, from the global options (which take
+    the environment's values when not given) and the token's file or variable.
 
     Raises:
         ConfigError: no organisation, no token, or a token file that cannot be read.
@@ -300,7 +302,9 @@ def read_connection(
             )
     if any(c.isspace() for c in token):
         raise ConfigError("the access token contains whitespace; check the token file")
-    return Connection(org=org, token=token, base_url=base_url, flags=flags)
+    return Connection(
+        org=org, token=token, base_url=base_url, ca_file=ca_file, timeout=timeout, flags=flags
+    )
 
 
 def check_new_log(path: Path) -> None:

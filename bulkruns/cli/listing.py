@@ -9,6 +9,7 @@ import functools
 import os
 import sys
 from collections.abc import Sequence
+from typing import Literal
 
 import orjson
 
@@ -20,7 +21,10 @@ from bulkruns.model import ArchivedStyle, RunFilter, id_key, is_run_id
 from bulkruns.pace import Pacer, RetryPolicy, send_paced
 from bulkruns.select import Fetch, list_pages
 
-__all__ = ["count_runs", "list_runs"]
+__all__ = ["ListForm", "count_runs", "list_runs"]
+
+ListForm = Literal["json", "ids", "count"]
+"""What ``bulkruns list`` prints: each run as a JSON line, each run's ID, or their number."""
 
 _PASSES = 3  # passes over a listing that moves before the command says it may be incomplete
 
@@ -41,10 +45,12 @@ def _fetcher(client: Client, pacer: Pacer, per_page: int) -> Fetch:
                 "check TALLYFY_ACCESS_TOKEN or --token-file",
                 EXIT_ABORTED,
             ) from None
-        except (APIError, TransportError) as exc:
+        except APIError as exc:
             raise ExitError(
                 f"listing page {number} failed: {exc}; nothing was changed", EXIT_ABORTED
             ) from None
+        except TransportError as exc:  # its message names the page already
+            raise ExitError(f"{exc}; nothing was changed", EXIT_ABORTED) from None
 
     return fetch
 
@@ -60,16 +66,25 @@ def list_runs(
     conn: Connection,
     selection: RunFilter,
     *,
+    form: ListForm,
     archived: ArchivedStyle,
     rate: float,
     per_page: int,
     limit: int | None,
 ) -> int:
-    """Print the runs a filter selects as JSON lines on standard output; the exit code."""
+    """Print the runs a filter selects on standard output, in ``form``; the exit code.
+
+    A count needs one request of one run when the server applies the whole filter; when
+    bulkruns filters dates itself, it lists every page and counts what passes.
+    """
     params = selection.params(archived=archived if selection.status == "archived" else None)
     client = conn.client(concurrency=1)
     try:
-        return asyncio.run(_list(client, selection, params, rate, per_page, limit))
+        if form == "count" and not selection.filters_locally:
+            total = asyncio.run(count_runs(conn, params))
+            print(total if limit is None else min(total, limit), flush=True)
+            return EXIT_OK
+        return asyncio.run(_list(client, selection, params, form, rate, per_page, limit))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -83,12 +98,14 @@ async def _list(
     client: Client,
     selection: RunFilter,
     params: Sequence[tuple[str, str]],
+    form: ListForm,
     rate: float,
     per_page: int,
     limit: int | None,
 ) -> int:
     out = sys.stdout.buffer
     printed: set[int] = set()
+    archived = selection.status == "archived"
 
     async def write(page: Page) -> bool:
         for run in page.runs:
@@ -98,24 +115,34 @@ async def _list(
             key = id_key(run_id)
             if key in printed or not selection.accepts(run):
                 continue
+            if selection.contradiction(run, archived=archived) is not None:
+                continue  # the server ignored part of the filter: not a match
             printed.add(key)
-            out.write(orjson.dumps(run) + b"\n")
+            if form == "json":
+                out.write(orjson.dumps(run) + b"\n")
+            elif form == "ids":
+                out.write(f"{run_id}\n".encode())
             if limit is not None and len(printed) >= limit:
-                out.flush()
-                return False
+                break
         out.flush()
-        return True
+        return limit is None or len(printed) < limit
 
     async with client:
         fetch = _fetcher(client, Pacer(rate), per_page)
         for _ in range(_PASSES):
             seen = await list_pages(fetch, params, write, last_first=False)
             if seen.stopped or seen.held_still:
-                return EXIT_OK
+                break
             # the listing moved while it was read: list again, printing what was missed
-    print(
-        f"bulkruns: the listing kept moving while it was read: {len(printed):,} runs printed "
-        f"in {_PASSES} passes, of the {seen.total:,} Tallyfy counted last; some may be missing",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED
+        else:
+            print(
+                f"bulkruns: the listing kept moving while it was read: {len(printed):,} runs "
+                f"in {_PASSES} passes, of the {seen.total:,} Tallyfy counted last; some may be "
+                "missing",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+    if form == "count":
+        out.write(f"{len(printed)}\n".encode())
+        out.flush()
+    return EXIT_OK

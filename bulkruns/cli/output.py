@@ -11,6 +11,9 @@ seconds for the plain reporter, so the display costs the job nothing.
 * :class:`PlainLines` — cron and pipes: one line at most every ``interval`` seconds.
 * :class:`Reporter` — the quiet base: only failed items (the first few) reach the output.
 
+Off a terminal every line starts with the time, in UTC to the second
+(``2026-11-23T04:45:14Z``), so that a cron mail or a log file says when each thing happened.
+
 :mod:`bulkruns.cli.summary` words the end of a job, whichever reporter ran it.
 """
 
@@ -30,6 +33,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bulkruns.cli.inputs import Display
+from bulkruns.journal.schema import utcnow
 
 if TYPE_CHECKING:
     from bulkruns.job import Progress
@@ -134,12 +138,21 @@ class Reporter:
         operation: the operation's name, for the lines shown.
         err: where lines go (standard error).
         clock: a monotonic clock, replaceable in tests.
+        stamp: the time each line starts with, replaceable in tests.
     """
 
-    def __init__(self, operation: str, *, err: IO[str], clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        operation: str,
+        *,
+        err: IO[str],
+        clock: Clock = time.monotonic,
+        stamp: Callable[[], str] = utcnow,
+    ) -> None:
         self.operation = operation
         self.err = err
         self.clock = clock
+        self.stamp = stamp
         self.latest: Progress | None = None
         self.failures_shown = 0
         self.meter = Throughput()
@@ -164,8 +177,8 @@ class Reporter:
             self.print("more items failed; every failure is recorded in the journal")
 
     def print(self, line: str) -> None:
-        """Write a line to standard error, above any live display."""
-        self.err.write(line + "\n")
+        """Write a line to standard error, after the time (above the display, live)."""
+        self.err.write(f"{self.stamp()} {line}\n")
         self.err.flush()
 
     def start(self) -> None:
@@ -185,8 +198,9 @@ class PlainLines(Reporter):
         err: IO[str],
         interval: float = 10.0,
         clock: Clock = time.monotonic,
+        stamp: Callable[[], str] = utcnow,
     ) -> None:
-        super().__init__(operation, err=err, clock=clock)
+        super().__init__(operation, err=err, clock=clock, stamp=stamp)
         self.interval = interval
         self._next = math.inf
 
@@ -225,8 +239,11 @@ class LiveDisplay(Reporter):
         )
 
     def print(self, line: str) -> None:
-        # Through the console, so the line lands above the live display, not through it.
-        self.console.print(Text(line, style="red" if line.startswith("failed") else ""))
+        # Through the console, so the line lands above the live display, not through it;
+        # no time: the display shows the elapsed time.
+        style = "red" if line.startswith("failed") else ""
+        # soft-wrapped: a command shown stays one line, to copy whole
+        self.console.print(Text(line, style=style), soft_wrap=True)
 
     def start(self) -> None:
         self._started = self.clock()

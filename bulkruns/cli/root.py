@@ -12,7 +12,7 @@ import functools
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -20,15 +20,30 @@ from typing import IO, Any
 import click
 from click.core import ParameterSource
 
+from bulkruns.api.client import VERSION
+from bulkruns.cli import helptext
 from bulkruns.cli.inputs import Connection, read_connection
 from bulkruns.cli.session import interrupt_on_sigterm
 from bulkruns.cli.summary import EXIT_ABORTED, EXIT_INTERRUPTED, ExitError
 from bulkruns.errors import BulkrunsError, ConfigError
 
-__all__ = ["GlobalOptions", "InputError", "connection", "finite", "guarded", "main"]
+__all__ = [
+    "GlobalOptions",
+    "InputError",
+    "connection",
+    "finite",
+    "guarded",
+    "main",
+    "options_after_command",
+]
 
 # Settings whose flag is not named after them.
-_FLAGS = {"archived": "--archived-style"}
+_FLAGS = {"archived": "--archived-style", "read_timeout": "--timeout"}
+
+# The global options, in the order the commands shown repeat them.
+_GLOBALS = ("base_url", "org", "token_file", "ca_file")
+# Where a command keeps the global options typed after it (ctx.meta is shared).
+_AFTER = "bulkruns.global_options_after"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +53,7 @@ class GlobalOptions:
     base_url: str | None
     org: str | None
     token_file: Path | None
+    ca_file: Path | None
 
 
 class InputError(click.ClickException):
@@ -92,43 +108,118 @@ def finite(ctx: click.Context, param: click.Parameter, value: float | None) -> f
     return value
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--base-url",
-    envvar="TALLYFY_BASE_URL",
-    metavar="URL",
-    help="Tallyfy API root [env TALLYFY_BASE_URL; default https://go.tallyfy.com/api].",
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Keep a global option typed after the command, for :func:`connection`."""
+    if value is not None and param.name is not None:
+        ctx.meta.setdefault(_AFTER, {})[param.name] = value
+
+
+def _global_options() -> list[tuple[str, str | None, dict[str, Any]]]:
+    """The global options: each one's flag, environment variable and settings."""
+    path = click.Path(dir_okay=False, path_type=Path)
+    return [
+        (
+            "--base-url",
+            "TALLYFY_BASE_URL",
+            {
+                "metavar": "URL",
+                "help": "Tallyfy API root "
+                "[env TALLYFY_BASE_URL; default https://go.tallyfy.com/api].",
+            },
+        ),
+        (
+            "--org",
+            "TALLYFY_ORG_ID",
+            {"metavar": "ORG", "help": "Organisation ID [env TALLYFY_ORG_ID]."},
+        ),
+        (
+            "--token-file",
+            None,
+            {
+                "type": path,
+                "help": "File holding the access token (else env TALLYFY_ACCESS_TOKEN).",
+            },
+        ),
+        (
+            "--ca-file",
+            "SSL_CERT_FILE",
+            {
+                "type": path,
+                "help": "PEM bundle of the CAs to trust instead of the system's, such as those "
+                "of a proxy that inspects TLS [env SSL_CERT_FILE].",
+            },
+        ),
+    ]
+
+
+def options_after_command() -> list[click.Parameter]:
+    """The global options as a command takes them after its name: no environment variable
+    (the root reads it), and kept aside for :func:`connection`, where they win over the
+    root's values."""
+    return [
+        click.Option([flag], expose_value=False, callback=_remember, **settings)
+        for flag, _, settings in _global_options()
+    ]
+
+
+def _root_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    for flag, envvar, settings in reversed(_global_options()):
+        function = click.option(flag, envvar=envvar, **settings)(function)
+    return function
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=helptext.ROOT,
 )
-@click.option(
-    "--org", envvar="TALLYFY_ORG_ID", metavar="ORG", help="Organisation ID [env TALLYFY_ORG_ID]."
-)
-@click.option(
-    "--token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File holding the access token (else env TALLYFY_ACCESS_TOKEN).",
-)
+@click.version_option(VERSION, "--version", prog_name="bulkruns", message="%(prog)s %(version)s")
+@_root_options
 @click.pass_context
 def main(
-    ctx: click.Context, base_url: str | None, org: str | None, token_file: Path | None
+    ctx: click.Context,
+    base_url: str | None,
+    org: str | None,
+    token_file: Path | None,
+    ca_file: Path | None,
 ) -> None:
     """Archive, restore, update or delete thousands of Tallyfy runs at once."""
-    ctx.obj = GlobalOptions(base_url=base_url, org=org, token_file=token_file)
+    ctx.obj = GlobalOptions(base_url=base_url, org=org, token_file=token_file, ca_file=ca_file)
 
 
-def connection() -> Connection:
-    """Organisation, token and base URL: flags over environment over defaults."""
-    root = click.get_current_context().find_root()
+def connection(*, timeout: float | None = None, log: Mapping[str, Any] | None = None) -> Connection:
+    """Organisation, token, base URL and CA bundle: flags (before or after the command)
+    over environment over defaults; ``timeout`` is the command's ``--timeout``.
+
+    A command that continues or undoes a job passes its log's job record as ``log``: the
+    organisation and base URL it names are used when none is given (one that is given
+    must match it, which the job checks).
+
+    Raises:
+        ConfigError: a global option given both before and after the command, or what
+            :func:`~bulkruns.cli.inputs.read_connection` refuses.
+    """
+    ctx = click.get_current_context()
+    root = ctx.find_root()
     g: GlobalOptions = root.obj
+    after: dict[str, Any] = ctx.meta.get(_AFTER, {})
+    values: dict[str, Any] = {}
     # The resume and undo commands shown later repeat the global options typed here.
     flags: list[str] = []
-    for name, value in (("base_url", g.base_url), ("org", g.org), ("token_file", g.token_file)):
-        if value is not None and root.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+    for name in _GLOBALS:
+        flag = f"--{name.replace('_', '-')}"
+        before = root.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        if before and name in after:
+            raise ConfigError(f"{flag} is given twice, before and after the command: give it once")
+        value = values[name] = after.get(name, getattr(g, name))
+        if value is not None and (before or name in after):
             # a file's absolute path, so the command works from any folder (cron's is $HOME)
-            shown = os.path.abspath(value) if isinstance(value, Path) else value
-            flags += [f"--{name.replace('_', '-')}", shown]
-    return read_connection(
-        org=g.org, base_url=g.base_url, token_file=g.token_file, flags=tuple(flags)
-    )
+            flags += [flag, os.path.abspath(value) if isinstance(value, Path) else value]
+    for name in ("org", "base_url"):
+        recorded = log.get(name) if log is not None else None
+        if values[name] is None and isinstance(recorded, str):
+            values[name] = recorded
+    return read_connection(**values, timeout=timeout, flags=tuple(flags))
 
 
 def _os_error(exc: BaseException) -> OSError | None:

@@ -32,6 +32,8 @@ from bulkruns.cli.summary import (
     print_sample,
 )
 from bulkruns.job import Job, JobSpec, Summary
+from bulkruns.journal import read_journal
+from bulkruns.journal.schema import utcnow
 from bulkruns.model import RunFilter
 
 __all__ = ["Confirm", "interrupt_on_sigterm", "run_job"]
@@ -64,8 +66,8 @@ def _say(display: Display, line: str) -> None:
 
 
 def _tell(line: str) -> None:
-    """A line on standard error, even when quiet."""
-    print(line, file=sys.stderr, flush=True)
+    """A line on standard error, even when quiet, after the time (as progress lines are)."""
+    print(utcnow(), line, file=sys.stderr, flush=True)
 
 
 def run_job(
@@ -113,22 +115,36 @@ def run_job(
         reporter = make_reporter(spec.operation.name, display)
         job = Job.from_spec(client, spec, on_progress=reporter)  # a log of another org: exit 2
         resume = conn.command("resume", os.path.abspath(journal))
+        if not spec.options.dry_run:
+            notes = (f"if stopped, continue with: {resume}", f"continue with: {resume}")
+        elif spec.query is None:  # a plan of given runs, written whole before any request
+            notes = (f"apply the plan with: {resume}",) * 2
+        else:  # a plan cut short is not resumed, but made again
+            notes = (
+                f"once the plan is whole, apply it with: {resume}",
+                "the plan is incomplete: run the dry run again",
+            )
         try:
-            summary = asyncio.run(_run(client, job, reporter, display, resume=resume))
+            summary = asyncio.run(_run(client, job, reporter, display, notes=notes))
         except KeyboardInterrupt:
             raise ExitError(
                 "interrupted before the job started; nothing was changed", EXIT_INTERRUPTED
             ) from None
         if summary.aborted == "filter-ignored":  # found by listing, before any change
             raise ExitError(summary.message or "Tallyfy seems to ignore the filter", EXIT_USAGE)
-        if summary.dry_run and summary.journal is not None and not display.json:
-            print_sample(summary.journal, display)
-        return finish(conn, summary, display, journal=summary.journal)
+        cut_short = False
+        if summary.dry_run and summary.journal is not None:
+            cut_short = summary.aborted is not None and not read_journal(journal).plan_complete
+            if not display.json:
+                print_sample(summary.journal, display)
+        return finish(conn, summary, display, journal=summary.journal, plan_cut_short=cut_short)
 
 
 async def _run(
-    client: Client, job: Job, reporter: Reporter, display: Display, *, resume: str
+    client: Client, job: Job, reporter: Reporter, display: Display, *, notes: tuple[str, str]
 ) -> Summary:
+    """Run the job with its signal handlers. ``notes`` say how to carry on: at the start,
+    and when a second Ctrl-C ends the job at once."""
     loop = asyncio.get_running_loop()
     async with client:
         stopping = False
@@ -139,7 +155,7 @@ async def _run(
                 # A second Ctrl-C: leave now. Every journal line is already flushed, so
                 # resume loses nothing.
                 reporter.stop()
-                sys.stderr.write(f"\ninterrupted again: exiting now; continue with: {resume}\n")
+                sys.stderr.write(f"\ninterrupted again: exiting now; {notes[1]}\n")
                 sys.stderr.flush()
                 os._exit(EXIT_INTERRUPTED)
             stopping = True
@@ -152,11 +168,8 @@ async def _run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
         # Named at the start, so that even a kill -9 leaves the way to resume on screen.
-        _say(
-            display,
-            f"{job.operation.name}: journal {job.options.journal} "
-            f"(if stopped, continue with: {resume})",
-        )
+        if not display.quiet:
+            reporter.print(f"{job.operation.name}: journal {job.options.journal} ({notes[0]})")
         reporter.start()
         try:
             return await job.run()

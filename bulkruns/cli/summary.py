@@ -22,7 +22,8 @@ import orjson
 from bulkruns.cli.inputs import Connection, Display
 from bulkruns.cli.output import format_duration
 from bulkruns.job import Summary
-from bulkruns.journal import JournalState, iter_records
+from bulkruns.journal import iter_records
+from bulkruns.journal.schema import utcnow
 
 __all__ = [
     "EXIT_ABORTED",
@@ -34,7 +35,6 @@ __all__ = [
     "empty_summary",
     "exit_code",
     "finish",
-    "preview_resume",
     "print_sample",
     "summary_lines",
 ]
@@ -72,24 +72,43 @@ def exit_code(summary: Summary) -> int:
     return EXIT_OK
 
 
-def finish(conn: Connection, summary: Summary, display: Display, *, journal: Path | None) -> int:
+def finish(
+    conn: Connection,
+    summary: Summary,
+    display: Display,
+    *,
+    journal: Path | None,
+    plan_cut_short: bool = False,
+) -> int:
     """Print how a job ended (its summary, or one JSON object), and the commands that resume
-    or undo it; return the exit code."""
+    or undo it; return the exit code.
+
+    ``plan_cut_short``: a dry run stopped before its plan was whole, which resume refuses.
+    """
     code = exit_code(summary)
     resume = undo = None
     if journal is not None:
         log = os.path.abspath(journal)
-        if code != EXIT_OK or summary.dry_run:
+        if (code != EXIT_OK or summary.dry_run) and not plan_cut_short:
             resume = conn.command("resume", log)
         if not summary.dry_run and summary.ok and summary.operation != "delete":
             undo = conn.command("undo", log)
     if display.json:
         record = summary.to_dict()
         record.update(exit_code=code, resume_command=resume, undo_command=undo)
+        if summary.dry_run:  # it only listed: no speed of the job's to report
+            record["items_per_second"] = None
         sys.stdout.buffer.write(orjson.dumps(record) + b"\n")
         sys.stdout.flush()
         return code
-    lines = summary_lines(summary, exit_code=code, resume=resume, undo=undo)
+    lines = summary_lines(
+        summary,
+        exit_code=code,
+        resume=resume,
+        undo=undo,
+        plan_cut_short=plan_cut_short,
+        stamp=utcnow(),
+    )
     if display.quiet:
         if code != EXIT_OK:
             sys.stderr.write("\n".join(lines) + "\n")
@@ -136,58 +155,26 @@ def print_sample(journal: Path, display: Display) -> None:
         print("sample of the plan:", *sample, sep="\n")
 
 
-def preview_resume(path: Path, state: JournalState, display: Display) -> int:
-    """What resuming a log would do, from the log alone: nothing is sent, nothing written.
-
-    Items done are skipped; failed, unfinished and planned ones are retried or applied; a
-    job that selected runs with a query lists it again, which only the server can count.
-
-    The log has been checked as resume checks it (:meth:`~bulkruns.JobSpec.resume`).
-    """
-    header = state.header
-    counts = state.counts
-    query = not state.pinned and header.get("filter") is not None
-    preview = {
-        "log": str(path),
-        "operation": header.get("operation"),
-        "done": len(state.done),
-        "to_do": len(state.pending),
-        "failed": counts.get("failed", 0),
-        "unfinished": counts.get("unfinished", 0),
-        "planned": counts.get("planned", 0),
-        "query_listed_again": query,
-    }
-    if display.json:
-        sys.stdout.buffer.write(orjson.dumps(preview) + b"\n")
-        sys.stdout.flush()
-        return EXIT_OK
-    lines = [
-        f"resume would {preview['operation']} {len(state.pending):,} runs from {path}: "
-        f"failed {preview['failed']:,}, unfinished {preview['unfinished']:,}, "
-        f"not started {preview['planned']:,}",
-        f"  already done, left alone: {len(state.done):,}",
-        "  then it lists the job's query again, for runs that match it now (uncounted here)"
-        if query
-        else "  only the runs in the log: there is no query to list again",
-        "  a preview: nothing was sent, and the log is unchanged",
-    ]
-    print(*lines, sep="\n")
-    return EXIT_OK
+_DONE = {"archive": "archived", "activate": "activated", "update": "updated"}
 
 
-def summary_lines(
-    summary: Summary,
-    *,
-    exit_code: int,
-    resume: str | None = None,
-    undo: str | None = None,
-) -> list[str]:
-    """The words that end a job: outcome, counts, speed, requests, log, next commands."""
-    s = summary
+def _dry_run_head(s: Summary, plan_cut_short: bool) -> str:
+    would = f"{s.planned:,} runs would be {_DONE.get(s.operation, 'deleted')}"
+    if not plan_cut_short:
+        return f"dry run: {would}" + (f": {s.message}" if s.message else "")
+    why = "interrupted" if s.aborted == "interrupted" else f"aborted ({s.aborted})"
+    cause = f": {s.message}" if s.message and s.aborted != "interrupted" else ""
+    # One piece of advice: resume refuses a plan cut short.
+    return (
+        f"dry run {why}{cause}; the plan is incomplete ({would} so far): "
+        "run the dry run again for a plan that can be applied"
+    )
+
+
+def _head(s: Summary, exit_code: int, plan_cut_short: bool) -> str:
     if s.dry_run:
-        verb = {"archive": "archived", "activate": "activated", "update": "updated"}
-        head = f"dry run: {s.planned:,} runs would be {verb.get(s.operation, 'deleted')}"
-    elif s.aborted == "interrupted":
+        return _dry_run_head(s, plan_cut_short)
+    if s.aborted == "interrupted":
         head = f"{s.operation} interrupted"
     elif s.aborted is not None:
         head = f"{s.operation} aborted ({s.aborted})"
@@ -197,11 +184,39 @@ def summary_lines(
         head = f"{s.operation} finished with failures"
     else:
         head = f"{s.operation} finished"
-    if s.message and not s.dry_run and s.aborted is None:
+    if s.message and s.aborted is None:
         # Every item went through, yet the last pass still found new runs (the sweep bound):
         # the job cannot say that nothing matching is left.
         head += (", and" if s.failed else ", but") + " the selection could not be proven complete"
-    lines = [head + (f": {s.message}" if s.message else "")]
+    return head + (f": {s.message}" if s.message else "")
+
+
+def _verification(s: Summary) -> str:
+    if not s.verified:
+        return "not verified"
+    if s.dry_run:
+        return "the whole selection was listed"
+    if s.operation == "update":  # updated runs still match the query
+        return "no matching run was missed"
+    return "nothing matching is left"
+
+
+def summary_lines(
+    summary: Summary,
+    *,
+    exit_code: int,
+    resume: str | None = None,
+    undo: str | None = None,
+    plan_cut_short: bool = False,
+    stamp: str | None = None,
+) -> list[str]:
+    """The words that end a job: outcome, counts, speed, requests, log, next commands.
+
+    ``stamp`` (an ISO time) starts the first line, as it does every plain progress line.
+    """
+    s = summary
+    head = _head(s, exit_code, plan_cut_short)
+    lines = [f"{stamp} {head}" if stamp else head]
     if not s.dry_run:
         lines.append(f"  ok {s.ok:,}  failed {s.failed:,}  skipped {s.skipped:,}")
     if s.mismatched:
@@ -209,17 +224,14 @@ def summary_lines(
             f"  left alone {s.mismatched:,}: Tallyfy listed them, but they show they do not "
             "match the filter (it seems to ignore part of it)"
         )
+    # a dry run only lists: its items per second say nothing of the job's
+    speed = "" if s.dry_run else f"  {s.items_per_second:,.1f} items/s"
     lines.append(
-        f"  elapsed {format_duration(s.elapsed)}  {s.items_per_second:,.1f} items/s  "
+        f"  elapsed {format_duration(s.elapsed)}{speed}  "
         f"requests {s.requests:,}  retries {s.retries:,}  429s {s.throttled:,}"
     )
     if s.sweeps and s.aborted is None:
-        check = (
-            "nothing matching is left"
-            if s.verified and not s.dry_run
-            else ("the whole selection was listed" if s.verified else "not verified")
-        )
-        lines.append(f"  passes over the query {s.sweeps}: {check}")
+        lines.append(f"  passes over the query {s.sweeps}: {_verification(s)}")
     if s.journal is not None:
         lines.append(f"  journal: {s.journal}")
     if resume:

@@ -75,8 +75,8 @@ class JobSpec:
         if isinstance(selection, RunFilter):
             if selection.is_empty and not selection.all_runs:
                 raise ConfigError(
-                    "no filter given: that selects every run of the organisation; "
-                    "say so with --all (RunFilter(all_runs=True)) if it is meant",
+                    "no filter given: that would select every run of the organisation; "
+                    "pass --all if that is what is meant",
                     setting="all_runs",
                 )
             return cls(operation=operation, options=options, query=selection)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from types import TracebackType
 
 from aiohttp import web
@@ -21,14 +22,21 @@ class Sandbox:
 
     ``async with Sandbox(SandboxConfig(runs=500)) as sandbox:`` then point a client at
     ``sandbox.base_url`` with ``sandbox.org`` and ``sandbox.token``; ``sandbox.state``
-    shows what the server holds and has served.
+    shows what the server holds and has served. With ``ssl_context`` (a server context
+    holding a certificate) it serves https.
     """
 
     def __init__(
-        self, config: SandboxConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config if config is not None else SandboxConfig()
         self.host = host
+        self.ssl_context = ssl_context
         self._requested_port = port
         self.app = make_app(self.config)
         self._runner: web.AppRunner | None = None
@@ -58,14 +66,16 @@ class Sandbox:
 
     @property
     def root_url(self) -> str:
-        """``http://host:port``, where the stats live (``/_sandbox/stats``).
+        """``http://host:port`` (``https://`` with TLS), where the stats live
+        (``/_sandbox/stats``).
 
         A sandbox bound to every address (``0.0.0.0``, ``::``) is named by its loopback
         address: plain http:// is only accepted to a loopback host.
         """
         host = _LOOPBACK_OF.get(self.host, self.host)
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self.ssl_context is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -82,7 +92,9 @@ class Sandbox:
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=grace)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self._requested_port)
+            site = web.TCPSite(
+                runner, self.host, self._requested_port, ssl_context=self.ssl_context
+            )
             await site.start()
         except BaseException:
             await runner.cleanup()

@@ -17,6 +17,7 @@ from cli_support import run as cli_run
 from engine_support import FAST, complete, ids_with, records, run, serve
 
 from bulkruns.api import Reply
+from bulkruns.cli.lock import JobLock
 from bulkruns.errors import ConfigError, ServerError
 from bulkruns.job import Job, JobOptions, JobSpec, Summary
 from bulkruns.journal import read_journal
@@ -437,5 +438,41 @@ def test_the_command_line_refuses_a_filter_the_server_ignores(tmp_path: Path) ->
         restored = cli_run(["activate", "--all", "--rate", "0", "--json"], env=env, cwd=tmp_path)
         assert restored.code == 0, restored.err
         assert orjson.loads(restored.out)["ok"] == len(archived)
+    finally:
+        box.stop()
+
+
+# -- logs that cannot collide ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["resume", "undo"])
+def test_resume_and_undo_read_their_log_only_once_the_lock_is_held(
+    tmp_path: Path, command: str
+) -> None:
+    box = ThreadedSandbox(runs=10).start()
+    try:
+        env = box.env(tmp_path)
+        header = {
+            "type": "job",
+            "version": 1,
+            "job_id": "0" * 32,
+            "operation": "archive",
+            "params": {},
+            "filter": {"status": "complete"},
+            "org": box.org,
+            "base_url": box.base_url,
+            "created_at": "2026-01-01T00:00:00Z",
+            "dry_run": False,
+        }
+        item = {"type": "item", "id": "0" * 32, "outcome": "ok"}
+        # a log another session of the job is still writing: only its first line is whole yet
+        log = tmp_path / "busy.jsonl"
+        log.write_bytes(orjson.dumps(header) + b"\n{half a record\n" + orjson.dumps(item) + b"\n")
+        with JobLock(box.org, box.base_url, directory=tmp_path / "state" / "bulkruns"):
+            result = cli_run([command, str(log)], env=env, cwd=tmp_path)
+        assert result.code == 2
+        assert "another bulkruns job for organisation" in result.err
+        assert "corrupt" not in result.err  # refused before the log was read
+        assert box.stats()["total"] == 0
     finally:
         box.stop()

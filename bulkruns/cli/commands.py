@@ -18,10 +18,10 @@ from bulkruns.cli.inputs import job_options, parse_set
 from bulkruns.cli.listing import list_runs
 from bulkruns.cli.report import preview_resume, report
 from bulkruns.cli.root import connection, guarded, main, options_after_command
-from bulkruns.cli.session import run_job
+from bulkruns.cli.session import job_lock, run_job
 from bulkruns.errors import ConfigError, JournalError
 from bulkruns.job import JobOptions, JobSpec
-from bulkruns.journal import JournalState, read_journal
+from bulkruns.journal import JournalState, iter_records, read_journal
 from bulkruns.model import (
     ARCHIVED_STYLES,
     UPDATABLE_FIELDS,
@@ -82,6 +82,17 @@ def _read_log(path_text: str) -> tuple[Path, JournalState]:
         raise JournalError(f"{path}: no such result log")
     try:
         return path, read_journal(path)
+    except OSError as exc:
+        raise JournalError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _log_header(path_text: str) -> dict[str, Any]:
+    """A result log's job record (its first line), read alone: where the job was sent."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise JournalError(f"{path}: no such result log")
+    try:
+        return next(iter_records(path))
     except OSError as exc:
         raise JournalError(f"cannot read {path}: {exc.strerror or exc}") from None
 
@@ -177,20 +188,31 @@ def resume_command(log: str, preview: bool, yes: bool, **kw: Any) -> int:
     whether the job's query would be listed again (runs that match it now are taken too;
     only that listing can count them): no request is sent and the log is left as it is.
     """
-    path, state = _read_log(log)
-    conn = connection(timeout=kw["timeout"], log=state.header)
-    recorded = JobOptions.recorded(state.header, where=path)
-    options = job_options(flags.given_options(kw), defaults=recorded, journal=path)
-    spec = JobSpec.resume(path, options, state=state)
+    conn = connection(timeout=kw["timeout"], log=_log_header(log))
     if preview:
+        path, state = _read_log(log)
+        spec = _resumed(path, state, kw)
         client = conn.client()  # checks the connection's settings, as the job would
         spec.check_owner(client.org, client.base_url)  # as the job would, before a request
         return preview_resume(path, state, flags.display(kw))
-    confirm: tuple[int, bool] | None = None
-    if spec.operation.name == "delete" and state.header.get("dry_run"):
-        # Applying a delete plan is the delete itself: it is confirmed like one.
-        confirm = (len(state.pending), yes)
-    return run_job(conn, spec, display=flags.display(kw), new_log=False, confirm_delete=confirm)
+    # the log is read with the lock held: no other session of the job is writing it then
+    with job_lock(conn, "resume"):
+        path, state = _read_log(log)
+        spec = _resumed(path, state, kw)
+        confirm: tuple[int, bool] | None = None
+        if spec.operation.name == "delete" and state.header.get("dry_run"):
+            # Applying a delete plan is the delete itself: it is confirmed like one.
+            confirm = (len(state.pending), yes)
+        display = flags.display(kw)
+        return run_job(
+            conn, spec, display=display, new_log=False, confirm_delete=confirm, locked=True
+        )
+
+
+def _resumed(path: Path, state: JournalState, kw: dict[str, Any]) -> JobSpec:
+    recorded = JobOptions.recorded(state.header, where=path)
+    options = job_options(flags.given_options(kw), defaults=recorded, journal=path)
+    return JobSpec.resume(path, options, state=state)
 
 
 @_command("undo")
@@ -202,15 +224,17 @@ def undo_command(source: str, **kw: Any) -> int:
     is undone by setting the recorded before-state. A permanent delete cannot be undone.
     The undo keeps a log of its own (default ./bulkruns-undo-<UTC time>.jsonl).
     """
-    path, state = _read_log(source)
-    conn = connection(timeout=kw["timeout"], log=state.header)
-    # the original job's pace and budget, but not its limit: the undo reverses every change
-    recorded = JobOptions.recorded(state.header, where=path)
-    recorded.pop("limit", None)
+    conn = connection(timeout=kw["timeout"], log=_log_header(source))
     journal = flags.journal_path(kw, "undo")
-    options = job_options(flags.given_options(kw), defaults=recorded, journal=journal)
-    spec = JobSpec.undo(path, options, state=state)
-    return run_job(conn, spec, display=flags.display(kw), new_log=True)
+    # the log is read with the lock held: the job it records is not running then
+    with job_lock(conn, "undo"):
+        path, state = _read_log(source)
+        # the original job's pace and budget, not its limit: the undo reverses every change
+        recorded = JobOptions.recorded(state.header, where=path)
+        recorded.pop("limit", None)
+        options = job_options(flags.given_options(kw), defaults=recorded, journal=journal)
+        spec = JobSpec.undo(path, options, state=state)
+        return run_job(conn, spec, display=flags.display(kw), new_log=True, locked=True)
 
 
 @_command("list")

@@ -9,10 +9,12 @@ job sees (see :mod:`bulkruns.cli.summary` for the exit codes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from types import FrameType
 
@@ -36,7 +38,7 @@ from bulkruns.journal import read_journal
 from bulkruns.journal.schema import utcnow
 from bulkruns.model import RunFilter
 
-__all__ = ["Confirm", "interrupt_on_sigterm", "run_job"]
+__all__ = ["Confirm", "interrupt_on_sigterm", "job_lock", "run_job"]
 
 Confirm = tuple[RunFilter | IdSource | int, bool]
 """What a permanent delete removes (a filter, an ID file, or the size of a plan), and
@@ -70,6 +72,19 @@ def _tell(line: str) -> None:
     print(utcnow(), line, file=sys.stderr, flush=True)
 
 
+@contextlib.contextmanager
+def job_lock(conn: Connection, command: str) -> Iterator[None]:
+    """Hold the organisation's job lock: a command that continues or undoes a job reads
+    its log only once no other job of the organisation can be writing it.
+
+    Raises:
+        ConfigError: another job holds it (exit 2), or the base URL is unusable.
+    """
+    client = conn.client()
+    with JobLock(client.org, client.base_url, command=command):
+        yield
+
+
 def run_job(
     conn: Connection,
     spec: JobSpec,
@@ -77,6 +92,7 @@ def run_job(
     display: Display,
     new_log: bool,
     confirm_delete: Confirm | None = None,
+    locked: bool = False,
 ) -> int:
     """Run one job and return the exit code: lock, confirm, run, summarise.
 
@@ -91,6 +107,7 @@ def run_job(
         new_log: the job starts its log (a new job or an undo), rather than resuming one.
         confirm_delete: for a permanent delete, the runs are counted and the count
             confirmed before anything changes; it caps the job.
+        locked: the caller holds the job lock already (:func:`job_lock`).
 
     Raises:
         ExitError: a refused confirmation (exit 2), a failed count (exit 3), an interruption
@@ -103,7 +120,7 @@ def run_job(
         check_new_log(journal)
     client = conn.client(concurrency=spec.options.concurrency)  # validates the base URL
     lock = JobLock(client.org, client.base_url, command=spec.operation.name)
-    with lock:
+    with contextlib.nullcontext() if locked else lock:
         if confirm_delete is not None and not spec.options.dry_run:
             count = _confirm_delete(conn, spec, confirm_delete)
             if count == 0:

@@ -296,6 +296,10 @@ def test_dry_run_prints_count_and_sample_then_resume_applies_the_plan(
     sample = re.findall(r"^  ([0-9a-f]{32})", dry.out, re.MULTILINE)
     assert len(sample) == 10
     assert set(sample) <= targets
+    # each with its name, as a person knows the run
+    for run_id in sample:
+        name = box.server.state.run(run_id)["name"]  # type: ignore[index]
+        assert f"  {run_id}  {name!r}" in dry.out
     assert f"apply the plan: bulkruns resume {tmp_path / 'plan.jsonl'}" in dry.out
     assert "items/s" not in dry.out  # it only listed
     assert box.stats()["changes"]["applied"] == 0
@@ -336,8 +340,9 @@ def test_delete_without_yes_shows_the_count_and_changes_nothing(
 
     assert result.code == 2
     assert result.err.strip() == (
-        f"bulkruns: error: delete would permanently remove {archived:,} runs: add --yes "
-        "to confirm (or run it on a terminal and type the count); nothing was changed"
+        f"bulkruns: error: delete would permanently remove {archived:,} runs of organisation "
+        f"{box.org!r}: add --yes to confirm (or run it on a terminal and type the count); "
+        "nothing was changed"
     )
     stats = box.stats()
     assert stats["changes"]["applied"] == 0
@@ -356,7 +361,7 @@ def test_delete_with_yes_deletes_no_more_than_the_count(
 
     assert result.code == 0, result.err
     assert result.json["ok"] == len(archived)
-    assert f"permanently deleting {len(archived):,} runs" in result.err
+    assert f"permanently deleting {len(archived):,} runs of organisation {box.org!r}" in result.err
     assert box.stats()["runs"]["deleted"] == len(archived)
     assert result.json["undo_command"] is None
 
@@ -376,7 +381,7 @@ def test_applying_a_delete_plan_is_confirmed_like_a_delete(
 
     refused = run(["resume", "plan.jsonl"], env=env, cwd=tmp_path)
     assert refused.code == 2
-    assert f"delete would permanently remove {archived:,} runs: add --yes" in refused.err
+    assert f"delete would permanently remove {archived:,} runs of organisation" in refused.err
     assert box.stats()["runs"]["deleted"] == 0
 
     applied = run(["resume", "plan.jsonl", "--yes", "--json"], env=env, cwd=tmp_path)
@@ -400,10 +405,27 @@ def test_delete_confirmed_by_typing_the_count_on_a_terminal(
 
     right = Terminal(["delete", "--all", "--rate", "0"], env=env, cwd=tmp_path)
     right.read_until(b"to confirm")
-    assert f"Permanently delete {archived:,} runs?".encode() in right.output
+    question = f"Permanently delete {archived:,} runs of organisation {box.org!r}?"
+    assert question.encode() in right.output
+    # and a few of them by name, so that a person sees what is meant
+    name = box.server.state.run(box.ids(lambda r: r["archived_at"] is not None)[-1])["name"]  # type: ignore[index]
+    assert f"among them: {name!r}".encode() in right.output
     right.type(f"{archived}\n")
     assert right.wait() == 0, right.text
     assert box.stats()["runs"]["deleted"] == archived
+
+
+def test_ctrl_c_at_the_delete_prompt_exits_130_on_a_line_of_its_own(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    asked = Terminal(["delete", "--all", "--rate", "0"], env=box.env(tmp_path), cwd=tmp_path)
+    asked.read_until(b"to confirm: ")
+    asked.interrupt()
+    assert asked.wait() == 130
+    lines = asked.text.splitlines()
+    assert lines[-1] == "bulkruns: error: interrupted at the prompt; nothing was changed"
+    assert lines[-2].endswith("to confirm: ")  # the error is not written after the question
+    assert box.stats()["runs"]["deleted"] == 0
 
 
 def test_live_display_on_a_terminal(
@@ -501,7 +523,7 @@ def test_quiet_failures_show_only_errors_on_stderr(box: ThreadedSandbox, tmp_pat
     lines = unstamped(result.err).splitlines()
     assert all(STAMP.match(line) for line in result.err.splitlines()[1:5])
     # a permanent delete shows its count even when quiet
-    assert lines[0] == "delete: permanently deleting 3 runs"
+    assert lines[0] == f"delete: permanently deleting 3 runs of organisation {box.org!r}"
     assert {line.split()[1].rstrip(":") for line in lines[1:4]} == set(targets)
     assert all(line.startswith("failed ") and "HTTP 422" in line for line in lines[1:4])
     assert lines[4] == "delete finished with failures"

@@ -18,7 +18,7 @@ from bulkruns.cli.inputs import job_options, parse_set
 from bulkruns.cli.listing import list_runs
 from bulkruns.cli.report import preview_resume, report
 from bulkruns.cli.root import connection, guarded, main, options_after_command
-from bulkruns.cli.session import job_lock, run_job
+from bulkruns.cli.session import Confirm, job_lock, run_job
 from bulkruns.errors import ConfigError, JournalError
 from bulkruns.job import JobOptions, JobSpec
 from bulkruns.journal import JournalState, iter_records, read_journal
@@ -55,7 +55,7 @@ def _new_job(
         spec,
         display=flags.display(kw),
         new_log=True,
-        confirm_delete=(selection, yes) if name == "delete" else None,
+        confirm_delete=Confirm(selection, yes) if name == "delete" else None,
     )
 
 
@@ -199,10 +199,12 @@ def resume_command(log: str, preview: bool, yes: bool, **kw: Any) -> int:
     with job_lock(conn, "resume"):
         path, state = _read_log(log)
         spec = _resumed(path, state, kw)
-        confirm: tuple[int, bool] | None = None
+        confirm = None
         if spec.operation.name == "delete" and state.header.get("dry_run"):
             # Applying a delete plan is the delete itself: it is confirmed like one.
-            confirm = (len(state.pending), yes)
+            names = (w.before.get("name") for w in state.pending.values() if w.before)
+            shown = tuple(name for name in names if isinstance(name, str))[:5]
+            confirm = Confirm(len(state.pending), yes, shown)
         display = flags.display(kw)
         return run_job(
             conn, spec, display=display, new_log=False, confirm_delete=confirm, locked=True

@@ -21,7 +21,7 @@ from bulkruns.model import ArchivedStyle, RunFilter, id_key, is_run_id
 from bulkruns.pace import Pacer, RetryPolicy, send_paced
 from bulkruns.select import Fetch, list_pages
 
-__all__ = ["ListForm", "count_runs", "list_runs"]
+__all__ = ["ListForm", "count_runs", "list_runs", "sample_runs"]
 
 ListForm = Literal["json", "ids", "count"]
 """What ``bulkruns list`` prints: each run as a JSON line, each run's ID, or their number."""
@@ -57,9 +57,18 @@ def _fetcher(client: Client, pacer: Pacer, per_page: int) -> Fetch:
 
 async def count_runs(conn: Connection, params: Sequence[tuple[str, str]]) -> int:
     """How many runs a query selects now, from one page of one run."""
+    total, _ = await sample_runs(conn, params, size=1)
+    return total
+
+
+async def sample_runs(
+    conn: Connection, params: Sequence[tuple[str, str]], *, size: int
+) -> tuple[int, list[str]]:
+    """How many runs a query selects now, and the names of the first few, from one page."""
     async with conn.client(concurrency=1) as client:
-        page = await _fetcher(client, Pacer(0), 1)(params, 1)
-    return page.total
+        page = await _fetcher(client, Pacer(0), size)(params, 1)
+    names = [run["name"] for run in page.runs if isinstance(run.get("name"), str)]
+    return page.total, names
 
 
 def list_runs(

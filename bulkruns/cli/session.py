@@ -15,14 +15,12 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import FrameType
-
-import click
 
 from bulkruns.api import Client
 from bulkruns.cli.inputs import Connection, Display, IdSource, check_new_log
-from bulkruns.cli.listing import count_runs
+from bulkruns.cli.listing import sample_runs
 from bulkruns.cli.lock import JobLock
 from bulkruns.cli.output import Reporter, make_reporter
 from bulkruns.cli.summary import (
@@ -40,9 +38,23 @@ from bulkruns.model import RunFilter
 
 __all__ = ["Confirm", "interrupt_on_sigterm", "job_lock", "run_job"]
 
-Confirm = tuple[RunFilter | IdSource | int, bool]
-"""What a permanent delete removes (a filter, an ID file, or the size of a plan), and
-whether ``--yes`` was given."""
+
+@dataclass(frozen=True, slots=True)
+class Confirm:
+    """What a permanent delete removes, to be counted and confirmed before any change.
+
+    Attributes:
+        selection: a filter, an ID file, or the size of a plan.
+        yes: ``--yes`` was given.
+        names: the names of a plan's first runs, to show (a filter's are listed).
+    """
+
+    selection: RunFilter | IdSource | int
+    yes: bool
+    names: tuple[str, ...] = ()
+
+
+_SAMPLE = 5  # run names a delete's question shows
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -200,15 +212,16 @@ async def _run(
 def _confirm_delete(conn: Connection, spec: JobSpec, confirm: Confirm) -> int:
     """Count what a delete would remove and have it confirmed; the count confirmed.
 
-    The count and the question (or the refusal) are shown even with ``--quiet``: a
-    permanent change is never made unseen.
+    The question names the organisation and a few of the runs. The count and the question
+    (or the refusal) are shown even with ``--quiet``: a permanent change is never made
+    unseen.
 
     Raises:
         ExitError: no ``--yes`` and no terminal to type the count on, or a wrong count
             typed (exit 2); the count could not be made (exit 3); interrupted (exit 130).
     """
-    selection, yes = confirm
-    options = spec.options
+    selection, options = confirm.selection, spec.options
+    names = list(confirm.names)
     if isinstance(selection, int):  # a plan's planned items
         count, approx = selection, False
     elif isinstance(selection, IdSource):
@@ -216,7 +229,8 @@ def _confirm_delete(conn: Connection, spec: JobSpec, confirm: Confirm) -> int:
     else:
         archived = options.archived if spec.operation.selects_archived else None
         try:
-            count = asyncio.run(count_runs(conn, selection.params(archived=archived)))
+            params = selection.params(archived=archived)
+            count, names = asyncio.run(sample_runs(conn, params, size=_SAMPLE))
         except KeyboardInterrupt:
             raise ExitError("interrupted; nothing was changed", EXIT_INTERRUPTED) from None
         approx = selection.filters_locally
@@ -225,23 +239,33 @@ def _confirm_delete(conn: Connection, spec: JobSpec, confirm: Confirm) -> int:
     if count == 0:
         return 0
     what = f"{'up to ' if approx else ''}{count:,} run{'s' if count != 1 else ''}"
-    if yes:
-        _tell(f"delete: permanently deleting {what}")
+    whose = f"of organisation {conn.org!r}"
+    if confirm.yes:
+        _tell(f"delete: permanently deleting {what} {whose}")
         return count
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         raise ExitError(
-            f"delete would permanently remove {what}: add --yes to confirm "
+            f"delete would permanently remove {what} {whose}: add --yes to confirm "
             "(or run it on a terminal and type the count); nothing was changed"
         )
+    # a question to a person at a terminal: no time before its lines
+    sample = "; ".join(repr(name) for name in names[:_SAMPLE])
+    more = " …" if count > len(names[:_SAMPLE]) else ""
+    question = f"Permanently delete {what} {whose}? This cannot be undone.\n"
+    if sample:
+        question += f"  among them: {sample}{more}\n"
+    sys.stderr.write(f"{question}Type {count} to confirm: ")
+    sys.stderr.flush()
     try:
-        answer = click.prompt(
-            f"Permanently delete {what}? This cannot be undone. Type {count} to confirm",
-            default="",
-            show_default=False,
-            err=True,
-        )
-    except click.Abort:  # Ctrl-C or end of input at the prompt
-        raise ExitError("delete not confirmed; nothing was changed") from None
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) at the prompt
+        sys.stderr.write("\n")  # the error then stands on a line of its own
+        raise ExitError(
+            "interrupted at the prompt; nothing was changed", EXIT_INTERRUPTED
+        ) from None
+    if not answer:  # end of input
+        sys.stderr.write("\n")
+        raise ExitError("delete not confirmed; nothing was changed")
     if answer.strip().replace(",", "") != str(count):
         raise ExitError(f"the count typed was not {count}; nothing was changed")
     return count

@@ -140,12 +140,14 @@ def empty_summary(operation: str) -> Summary:
 
 
 def print_sample(journal: Path, display: Display) -> None:
-    """The first few runs of a dry run's plan."""
+    """The first few runs of a dry run's plan: their IDs, names and state."""
     sample: list[str] = []
     for record in iter_records(journal):
         if record.get("type") == "item" and record.get("outcome") == "planned":
             before = record.get("before")
-            extra = f"  {orjson.dumps(before).decode()}" if before else ""
+            name = record.get("name")
+            extra = f"  {name!r}" if isinstance(name, str) else ""
+            extra += f"  {orjson.dumps(before).decode()}" if before else ""
             sample.append(f"  {record['id']}{extra}")
             if len(sample) >= SAMPLE_SIZE:
                 break

@@ -4,7 +4,8 @@ Records (``None`` values are left out)::
 
     {"type":"job","version":1,"job_id":…,"operation":…,"params":{…},"filter":{…}|null,
      "org":…,"base_url":…,"created_at":…,"dry_run":…,"undo_of":…}     the first line
-    {"type":"item","id":…,"outcome":"planned","fields":{…}?,"before":{…}?}   pinned work
+    {"type":"item","id":…,"outcome":"planned","name":…?,"fields":{…}?,"before":{…}?}
+                                                          pinned work (name: as listed)
     {"type":"planned","count":N}                                      end of the pinned work
     {"type":"claim","id":…,"before":{…}?}          just before an item's first request
     {"type":"item","id":…,"outcome":"ok|failed|skipped","status":…,"attempts":…,
@@ -97,7 +98,14 @@ def job_record(
 
 def planned_record(work: Work) -> Record:
     """One run of a pinned plan."""
-    return _record("item", id=work.id, outcome="planned", fields=work.fields, before=work.before)
+    return _record(
+        "item",
+        id=work.id,
+        outcome="planned",
+        name=work.name,
+        fields=work.fields,
+        before=work.before,
+    )
 
 
 def plan_end_record(count: int) -> Record:

@@ -28,6 +28,7 @@ class Work:
         listed: the run comes from this session's listing, so ``before`` is what it is now;
             otherwise (an ID, a plan, a resumed log) it may have changed since, and an update
             reads it before sending anything.
+        name: the run's name, when it was listed: what a plan shows a person.
     """
 
     id: str
@@ -38,6 +39,7 @@ class Work:
     attempts: int = 0
     skip: str | None = None
     listed: bool = False
+    name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,7 +134,13 @@ class Sweeper:
                 continue
             if not query.accepts(run):
                 continue
-            work = Work(run_id, before=operation.before(run), listed=True)
+            name = run.get("name")
+            work = Work(
+                run_id,
+                before=operation.before(run),
+                listed=True,
+                name=name if isinstance(name, str) else None,
+            )
             if operation.already_done(run):
                 work.skip = "already as requested"
             if not await outlet.emit(work):

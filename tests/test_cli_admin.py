@@ -168,6 +168,12 @@ def test_a_stalled_request_waits_no_longer_than_the_timeout(
     assert {r["error"] for r in failed} == {
         "archive: no answer within 0.3 s; it may have been applied"
     }
+    # the log records the timeout: a resumed job waits no longer either
+    again = run(["resume", "j.jsonl", "--json"], env=stalled.env(tmp_path), cwd=tmp_path)
+    assert again.code == 1, again.err
+    retried = [r for r in journal_records(tmp_path / "j.jsonl") if r.get("outcome") == "failed"]
+    assert len(retried) == 4
+    assert all("within 0.3 s" in r["error"] for r in retried)
 
 
 # --- list for people and pipes -------------------------------------------------------------
@@ -287,7 +293,7 @@ def test_an_untrusted_certificate_says_how_to_trust_it(
 
     assert result.code == 3, result.err
     head = unstamped(result.out).splitlines()[0]
-    assert head.startswith("archive aborted (listing): listing page 1 failed: list page 1: ")
+    assert head.startswith("archive aborted (listing): list page 1: ")  # said once
     assert f"the TLS certificate of 127.0.0.1:{box.server.port} is not trusted" in head
     assert "--ca-file or SSL_CERT_FILE" in head
     assert box.stats()["total"] == 0

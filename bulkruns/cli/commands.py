@@ -86,6 +86,17 @@ def _read_log(path_text: str) -> tuple[Path, JournalState]:
         raise JournalError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
+def _timeout(kw: dict[str, Any], header: dict[str, Any]) -> float | None:
+    """``--timeout``, else the one the log's job ran with (the client checks it)."""
+    if kw["timeout"] is not None:
+        return float(kw["timeout"])
+    params = header.get("params")
+    recorded = params.get("timeout") if isinstance(params, dict) else None
+    if isinstance(recorded, int | float) and not isinstance(recorded, bool):
+        return float(recorded)
+    return None
+
+
 def _log_header(path_text: str) -> dict[str, Any]:
     """A result log's job record (its first line), read alone: where the job was sent."""
     path = Path(path_text)
@@ -182,13 +193,14 @@ def resume_command(log: str, preview: bool, yes: bool, **kw: Any) -> int:
 
     Done items are skipped, failed and unfinished ones retried; it appends to the same log
     (so there is no --log). The job's recorded settings are the defaults of the options;
-    --timeout is not recorded, so give it again.
+    The job's --timeout is recorded too.
 
     With --dry-run, it only counts from the log what it would retry or apply, and says
     whether the job's query would be listed again (runs that match it now are taken too;
     only that listing can count them): no request is sent and the log is left as it is.
     """
-    conn = connection(timeout=kw["timeout"], log=_log_header(log))
+    header = _log_header(log)
+    conn = connection(timeout=_timeout(kw, header), log=header)
     if preview:
         path, state = _read_log(log)
         spec = _resumed(path, state, kw)
@@ -226,7 +238,8 @@ def undo_command(source: str, **kw: Any) -> int:
     is undone by setting the recorded before-state. A permanent delete cannot be undone.
     The undo keeps a log of its own (default ./bulkruns-undo-<UTC time>.jsonl).
     """
-    conn = connection(timeout=kw["timeout"], log=_log_header(source))
+    header = _log_header(source)
+    conn = connection(timeout=_timeout(kw, header), log=header)
     journal = flags.journal_path(kw, "undo")
     # the log is read with the lock held: the job it records is not running then
     with job_lock(conn, "undo"):

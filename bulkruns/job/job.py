@@ -273,8 +273,10 @@ class Job:
         )
         try:
             return await self._attempt(list_runs, Attempts(), read=True)
-        except (APIError, TransportError) as exc:
+        except APIError as exc:
             await self._halt("listing", f"listing page {number} failed: {exc}")
+        except TransportError as exc:  # its message names the page already
+            await self._halt("listing", f"{exc}; resume the job once Tallyfy answers")
 
     async def _handle(self, work: Work) -> None:
         result = await self._applier.handle(work)

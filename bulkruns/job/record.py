@@ -95,7 +95,8 @@ class Recorder:
             return None
         header = job_record(
             operation=spec.operation,
-            params=spec.options.to_record(),
+            # and the client's wait for an answer, which a resumed job's client takes again
+            params={**spec.options.to_record(), "timeout": client.read_timeout},
             selection=spec.query,
             org=client.org,
             base_url=client.base_url,

@@ -452,6 +452,27 @@ def test_live_display_on_a_terminal(
     assert "journal: j.jsonl" in text
 
 
+def test_the_live_display_bounds_a_total_it_cannot_know_and_counts_earlier_sessions(
+    make_box: Callable[..., ThreadedSandbox], tmp_path: Path
+) -> None:
+    box = make_box(runs=400)
+    env = box.env(tmp_path)
+    # dates are filtered by bulkruns itself: the total is unknown, at most the server's count
+    dated = ["archive", "--status", "complete", "--updated-before", "1d"]
+    first = run([*dated, "--rate", "0", "--limit", "20", "--log", "j.jsonl"], env=env, cwd=tmp_path)
+    assert first.code == 0, first.err
+    bound = len(box.ids(complete))
+    term = Terminal(["resume", "j.jsonl", "--rate", "60", "--limit", "9999"], env=env, cwd=tmp_path)
+    assert term.wait() == 0, term.text
+    text = CONTROL.sub("", term.text)
+    # out of at most the runs the server counts, and the 20 of the first session
+    shown = [int(done) for done in re.findall(rf"(\d+)/≤{bound + 20:,}", text)]
+    assert shown, text[-2000:]
+    assert min(shown) >= 20  # counted from what the first session did
+    assert "/?" not in text
+    assert "in flight" in text
+
+
 def test_the_lock_stops_a_second_job(box: ThreadedSandbox, tmp_path: Path) -> None:
     held = JobLock(
         box.org, normalise_base_url(box.base_url), directory=tmp_path / "state" / "bulkruns"

@@ -32,6 +32,7 @@ from bulkruns.cli.output import (
     Reporter,
     Throughput,
     format_duration,
+    waiting,
 )
 from bulkruns.cli.report import preview_resume
 from bulkruns.cli.summary import exit_code, summary_lines
@@ -127,8 +128,58 @@ def test_plain_lines_say_what_is_unknown() -> None:
     assert out.getvalue() == (
         "2026-11-23T04:16:41Z update: 3/? | ok 3 failed 0 skipped 0 | 0.0 items/s | ETA ? | "
         "unpaced | "
-        "requests 3 retries 0 429s 0 | listing (pass 1)\n"
+        "requests 3 retries 0 429s 0 | in flight 0 | listing (pass 1)\n"
     )
+
+
+def test_the_server_count_bounds_an_unknown_total_and_gives_an_eta() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    reporter = PlainLines("archive", err=out, clock=clock, interval=1.0, stamp=clock.stamp)
+    reporter.start()
+    reporter(progress(done=0, total=None, bound=1138))
+    clock.now += 10
+    reporter(progress(done=100, total=None, bound=1138))
+    line = out.getvalue().splitlines()[-1]
+    assert "archive: 100/≤1,138 (9%)" in line
+    assert "ETA 1m44s" in line  # (1,138 - 100) at 10 items/s
+
+
+def test_a_resumed_job_counts_what_earlier_sessions_did() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    reporter = PlainLines("archive", err=out, clock=clock, interval=1.0, stamp=clock.stamp)
+    reporter.start()
+    clock.now += 1.5
+    reporter(progress(done=95, total=838, earlier=163))
+    assert "archive: 258/1,001 (26%)" in out.getvalue()
+
+
+def test_a_long_pause_is_said_at_once_with_its_reason_and_end() -> None:
+    clock = FakeClock()
+    out = io.StringIO()
+    wall = 1_796_000_000.0  # 2026-11-30 00:53:20 UTC
+    reporter = PlainLines(
+        "archive", err=out, clock=clock, interval=10.0, stamp=clock.stamp, wall=lambda: wall
+    )
+    reporter.start()
+    waited = progress(done=10, paused_until=wall + 3600, pause_reason="the hourly limit")
+    reporter(waited)  # no interval has passed, but no line would come for an hour
+    reporter(waited)  # said once
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1
+    assert "the hourly limit: waiting until 01:53 UTC" in lines[0]
+    assert "0.0 items/s" not in lines[0]
+    short = progress(done=10, paused_until=wall + 12, pause_reason="Tallyfy asked to wait 12 s")
+    clock.now += 11
+    reporter(short)
+    assert "Tallyfy asked to wait 12 s: 12s left" in out.getvalue().splitlines()[-1]
+
+
+def test_slow_answers_are_said_instead_of_no_pace() -> None:
+    assert waiting(progress(in_flight=3), 0.0, 0.0) == "waiting for 3 answers"
+    assert waiting(progress(in_flight=3), 12.5, 0.0) is None  # items are finishing
+    assert waiting(progress(in_flight=0), 0.0, 0.0) is None
 
 
 def test_failed_items_are_shown_then_counted() -> None:
@@ -178,7 +229,7 @@ def test_the_live_display_shows_the_figures() -> None:
     assert "archive" in text[0]
     assert "302/400 76%" in text[0]
     assert text[1].startswith("20.2 items/s  ETA 4.9s  elapsed 10s  failed 2")
-    assert text[2] == "pace 7.5 req/s  requests 330  retries 0  429s 3"
+    assert text[2] == "pace 7.5 req/s  in flight 0  requests 330  retries 0  429s 3"
 
 
 def test_the_live_display_shows_an_unknown_total_and_listing() -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "format_duration",
     "make_reporter",
     "progress_line",
+    "waiting",
 ]
 
 Clock = Callable[[], float]
@@ -102,26 +103,63 @@ class Throughput:
         return (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-def _eta(progress: Progress, rate: float) -> float | None:
-    if progress.total is None or rate <= 0:
+def _counts(progress: Progress) -> tuple[int, int | None, str]:
+    """Items done, earlier sessions' included; the total they lead to (an upper bound when
+    the total is unknown), and that total as shown: ``1,001``, ``≤1,138`` or ``?``."""
+    done = progress.earlier + progress.done
+    if progress.total is not None:
+        total = progress.earlier + progress.total
+        return done, total, f"{total:,}"
+    if progress.bound is not None:
+        bound = progress.earlier + progress.bound
+        return done, bound, f"≤{bound:,}"
+    return done, None, "?"
+
+
+def _eta(done: int, total: int | None, rate: float) -> float | None:
+    if total is None or rate <= 0:
         return None
-    return max(0, progress.total - progress.done) / rate
+    return max(0, total - done) / rate
 
 
-def progress_line(operation: str, progress: Progress, rate: float) -> str:
+def waiting(progress: Progress, rate: float, now: float) -> str | None:
+    """What the job waits for while nothing finishes, said instead of "0.0 items/s": a
+    pause and its reason, or answers that are slow to come.
+
+    Args:
+        progress: the latest snapshot.
+        rate: items per second lately.
+        now: the wall clock, in epoch seconds.
+    """
+    until = progress.paused_until
+    if until is not None and until > now:
+        reason = progress.pause_reason or "paused"
+        if until - now >= 60:  # a long wait, such as an hourly cap: say until when
+            clock = time.strftime("%H:%M", time.gmtime(until))
+            return f"{reason}: waiting until {clock} UTC"
+        return f"{reason}: {format_duration(until - now)} left"
+    if rate > 0:
+        return None
+    if progress.in_flight:
+        n = progress.in_flight
+        return f"waiting for {n:,} answer{'s' if n != 1 else ''}"
+    return None
+
+
+def progress_line(operation: str, progress: Progress, rate: float, now: float) -> str:
     """One plain line about a running job."""
-    total = "?" if progress.total is None else f"{progress.total:,}"
-    share = ""
-    if progress.total:
-        share = f" ({100 * progress.done / progress.total:.0f}%)"
-    eta = _eta(progress, rate)
+    done, total, shown = _counts(progress)
+    share = f" ({100 * done / total:.0f}%)" if total else ""
+    eta = _eta(done, total, rate)
+    pace = waiting(progress, rate, now) or f"{rate:.1f} items/s"
     parts = [
-        f"{operation}: {progress.done:,}/{total}{share}",
+        f"{operation}: {done:,}/{shown}{share}",
         f"ok {progress.ok:,} failed {progress.failed:,} skipped {progress.skipped:,}",
-        f"{rate:.1f} items/s",
+        pace,
         f"ETA {format_duration(eta) if eta is not None else '?'}",
         f"pace {progress.rate:.1f} req/s" if progress.rate else "unpaced",
         f"requests {progress.requests:,} retries {progress.retries:,} 429s {progress.throttled:,}",
+        f"in flight {progress.in_flight:,}",
     ]
     if progress.listing:
         parts.append(f"listing (pass {progress.sweeps})")
@@ -139,6 +177,8 @@ class Reporter:
         err: where lines go (standard error).
         clock: a monotonic clock, replaceable in tests.
         stamp: the time each line starts with, replaceable in tests.
+        wall: the wall clock (epoch seconds) a pause's end is read against, replaceable
+            in tests.
     """
 
     def __init__(
@@ -148,11 +188,13 @@ class Reporter:
         err: IO[str],
         clock: Clock = time.monotonic,
         stamp: Callable[[], str] = utcnow,
+        wall: Clock = time.time,
     ) -> None:
         self.operation = operation
         self.err = err
         self.clock = clock
         self.stamp = stamp
+        self.wall = wall
         self.latest: Progress | None = None
         self.failures_shown = 0
         self.meter = Throughput()
@@ -199,10 +241,12 @@ class PlainLines(Reporter):
         interval: float = 10.0,
         clock: Clock = time.monotonic,
         stamp: Callable[[], str] = utcnow,
+        wall: Clock = time.time,
     ) -> None:
-        super().__init__(operation, err=err, clock=clock, stamp=stamp)
+        super().__init__(operation, err=err, clock=clock, stamp=stamp, wall=wall)
         self.interval = interval
         self._next = math.inf
+        self._pause: float | None = None  # the end of the latest pause said
 
     def start(self) -> None:
         self._next = self.clock() + self.interval
@@ -210,9 +254,15 @@ class PlainLines(Reporter):
     def tick(self, progress: Progress) -> None:
         now = self.clock()
         self.meter.add(now, progress.done)
-        if now >= self._next:
+        until = progress.paused_until
+        # a pause longer than a line's interval is said when it starts: no line would come
+        # until it ends
+        long_pause = until is not None and until - self.wall() >= self.interval
+        if now >= self._next or (long_pause and until != self._pause):
             self._next = now + self.interval
-            self.print(progress_line(self.operation, progress, self.meter.rate()))
+            self._pause = until
+            rate = self.meter.rate()
+            self.print(progress_line(self.operation, progress, rate, self.wall()))
 
 
 class LiveDisplay(Reporter):
@@ -224,9 +274,10 @@ class LiveDisplay(Reporter):
         *,
         console: Console,
         clock: Clock = time.monotonic,
+        wall: Clock = time.time,
         refresh_per_second: float = 4.0,
     ) -> None:
-        super().__init__(operation, err=console.file, clock=clock)
+        super().__init__(operation, err=console.file, clock=clock, wall=wall)
         self.console = console
         self._started = clock()
         self._live = Live(
@@ -261,21 +312,19 @@ class LiveDisplay(Reporter):
             return Text(f"{self.operation}: starting…", style="dim")
         self.meter.add(now, progress.done)
         rate = self.meter.rate()
-        total = progress.total
+        done, total, shown = _counts(progress)
         head = Table.grid(padding=(0, 1))
         head.add_row(
             Text(self.operation, style="bold"),
-            ProgressBar(total=float(total or 1), completed=float(progress.done), width=40)
+            ProgressBar(total=float(total or 1), completed=float(done), width=40)
             if total is not None
             else ProgressBar(total=None, width=40, pulse=True, animation_time=now),
-            Text(
-                f"{progress.done:,}/{'?' if total is None else f'{total:,}'}"
-                + (f" {100 * progress.done / total:.0f}%" if total else "")
-            ),
+            Text(f"{done:,}/{shown}" + (f" {100 * done / total:.0f}%" if total else "")),
         )
-        eta = _eta(progress, rate)
+        eta = _eta(done, total, rate)
+        idle = waiting(progress, rate, self.wall())
         stats = Text.assemble(
-            (f"{rate:,.1f} items/s", "cyan"),
+            (idle, "yellow") if idle else (f"{rate:,.1f} items/s", "cyan"),
             "  ETA ",
             format_duration(eta) if eta is not None else "?",
             "  elapsed ",
@@ -287,6 +336,8 @@ class LiveDisplay(Reporter):
         pace = Text.assemble(
             ("pace ", "dim"),
             f"{progress.rate:.1f} req/s" if progress.rate else "unpaced",
+            ("  in flight ", "dim"),
+            f"{progress.in_flight:,}",
             ("  requests ", "dim"),
             f"{progress.requests:,}",
             ("  retries ", "dim"),

@@ -134,7 +134,8 @@ class Job:
         )
         self._pool = Pool(options.concurrency)
         self._coverage = Coverage()
-        self._tally = Tally(spec.operation.name, self._coverage)
+        earlier = len(spec.resumed.done) if spec.resumed is not None else 0
+        self._tally = Tally(spec.operation.name, self._coverage, earlier=earlier)
         self._recorder = Recorder(
             options.journal_path,
             resumed=spec.resumed is not None,
@@ -312,9 +313,17 @@ class Job:
                 on_send()
             self._tally.sent()
 
+        async def answered() -> T:
+            tally = self._tally
+            tally.in_flight += 1
+            try:
+                return await request()
+            finally:
+                tally.in_flight -= 1
+
         try:
             return await send_paced(
-                request,
+                answered,
                 self._pacer,
                 self._policy,
                 attempts,

@@ -22,13 +22,15 @@ class Tally:
         coverage: the selection's progress, read at each snapshot.
     """
 
-    def __init__(self, operation: str, coverage: Coverage) -> None:
+    def __init__(self, operation: str, coverage: Coverage, *, earlier: int = 0) -> None:
         self.operation = operation
         self.coverage = coverage
+        self.earlier = earlier
         self.counts: dict[Outcome, int] = {"ok": 0, "failed": 0, "skipped": 0, "planned": 0}
         self.requests = 0
         self.retries = 0
         self.throttled = 0
+        self.in_flight = 0
         self.started = time.monotonic()
 
     def start(self) -> None:
@@ -46,8 +48,15 @@ class Tally:
         if retrying:
             self.retries += 1
 
-    def progress(self, rate: float, item: ItemResult | None = None) -> Progress:
-        """A snapshot of the session, at the pacer's current ``rate``."""
+    def progress(
+        self,
+        rate: float,
+        item: ItemResult | None = None,
+        *,
+        pause: tuple[float, str] | None = None,
+    ) -> Progress:
+        """A snapshot of the session, at the pacer's current ``rate``; ``pause`` is the end
+        (epoch seconds) and reason of a pause that holds every request."""
         c, coverage = self.counts, self.coverage
         return Progress(
             ok=c["ok"],
@@ -63,6 +72,11 @@ class Tally:
             rate=rate,
             elapsed=time.monotonic() - self.started,
             item=item,
+            bound=coverage.bound if coverage.total is None else None,
+            earlier=self.earlier,
+            in_flight=self.in_flight,
+            paused_until=pause[0] if pause else None,
+            pause_reason=pause[1] if pause else None,
         )
 
     def summary(

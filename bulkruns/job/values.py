@@ -26,6 +26,12 @@ class Progress:
         rate: the pacer's current rate in requests per second (0 when unpaced).
         elapsed: seconds since the session started.
         item: the item that has just finished, when the event is about one.
+        bound: while ``total`` is unknown (bulkruns filters dates itself), the most it can
+            be: the runs the server counts for the query.
+        earlier: items earlier sessions of the job finished (a resumed job's).
+        in_flight: requests sent and not answered yet.
+        paused_until: when a pause of every request ends (epoch seconds), while one holds.
+        pause_reason: why the requests are paused ("Tallyfy asked to wait 12 s").
     """
 
     ok: int
@@ -41,10 +47,15 @@ class Progress:
     rate: float
     elapsed: float
     item: ItemResult | None = None
+    bound: int | None = None
+    earlier: int = 0
+    in_flight: int = 0
+    paused_until: float | None = None
+    pause_reason: str | None = None
 
     @property
     def done(self) -> int:
-        """Items finished, whatever their outcome."""
+        """Items finished this session, whatever their outcome."""
         return self.ok + self.failed + self.skipped + self.planned
 
 

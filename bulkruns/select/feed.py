@@ -28,6 +28,8 @@ class Coverage:
         message: why the selection could not be proven complete, if it could not.
         mismatched: runs the server listed that show they do not match the filter (it
             ignored part of it): left alone.
+        bound: while ``total`` is unknown (bulkruns filters dates itself), the most it can
+            be: what the server counts for the query.
     """
 
     total: int | None = None
@@ -36,6 +38,7 @@ class Coverage:
     verified: bool = False
     message: str | None = None
     mismatched: int = 0
+    bound: int | None = None
 
 
 class Outlet:

@@ -115,9 +115,12 @@ class Sweeper:
         if page.current_page == 1:
             if coverage.sweeps == 1:
                 await self._check_not_ignored(page)
-                if not self._query.filters_locally:
-                    total = max(page.total, outlet.emitted)
-                    coverage.total = total if outlet.limit is None else min(total, outlet.limit)
+                total = max(page.total, outlet.emitted)
+                total = total if outlet.limit is None else min(total, outlet.limit)
+                if self._query.filters_locally:
+                    coverage.bound = total  # some of the server's runs may fail the dates
+                else:
+                    coverage.total = total
             self._on_progress()
         query, operation, seen = self._query, self._operation, self._seen
         archived = operation.selects_archived

@@ -3,8 +3,10 @@ from __future__ import annotations
 import email.utils
 
 import pytest
+from multidict import CIMultiDict
 
-from bulkruns.api import parse_retry_after
+from bulkruns.api import RateLimitInfo, Reply, parse_rate_limit, parse_retry_after
+from bulkruns.api.answers import read_page, read_reply
 from bulkruns.errors import (
     AuthError,
     ConfigError,
@@ -81,6 +83,65 @@ def test_parse_retry_after_http_date() -> None:
     assert parse_retry_after(header, now=now) == pytest.approx(30.0)
     past = email.utils.formatdate(now - 30, usegmt=True)
     assert parse_retry_after(past, now=now) == 0.0
+
+
+# -- what the headers say about the limit ----------------------------------------------------
+
+
+def headers(**values: str) -> CIMultiDict[str]:
+    return CIMultiDict({name.replace("_", "-"): value for name, value in values.items()})
+
+
+def test_rate_limit_headers_are_read() -> None:
+    given = headers(x_ratelimit_limit="600", x_ratelimit_remaining="12", x_ratelimit_reset="30")
+    assert parse_rate_limit(given) == RateLimitInfo(600, 12, 30.0)
+    # Laravel and GitHub send the reset as a Unix time
+    epoch = headers(
+        x_ratelimit_limit="100", x_ratelimit_remaining="0", x_ratelimit_reset="1700000030"
+    )
+    assert parse_rate_limit(epoch, now=1_700_000_000.0) == RateLimitInfo(100, 0, 30.0)
+    assert parse_rate_limit(headers(x_ratelimit_remaining="5")) == RateLimitInfo(None, 5, None)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},
+        {"X-RateLimit-Reset": "30"},  # a reset alone says nothing about what is left
+        {"X-RateLimit-Limit": "lots", "X-RateLimit-Remaining": "-1"},
+    ],
+)
+def test_missing_or_unreadable_rate_limit_headers_are_none(given: dict[str, str]) -> None:
+    assert parse_rate_limit(CIMultiDict(given)) is None
+
+
+def test_answers_carry_their_rate_limit_headers() -> None:
+    given = headers(x_ratelimit_limit="600", x_ratelimit_remaining="599")
+    page = read_page(
+        200, given, b'{"data":[],"meta":{"pagination":{"total":0}}}', page=1, per_page=100
+    )
+    assert page.rate_limit == RateLimitInfo(600, 599)
+    assert read_reply(200, given, b"").rate_limit == RateLimitInfo(600, 599)
+    assert Reply(200, None, None).rate_limit is None  # positional construction still works
+    with pytest.raises(RateLimited) as caught:
+        read_reply(429, headers(**given, retry_after="3"), b'{"message":"Too Many Attempts."}')
+    assert caught.value.rate_limit == RateLimitInfo(600, 599)
+    assert caught.value.retry_after == 3.0
+
+
+def test_a_429_without_retry_after_waits_for_the_announced_reset() -> None:
+    given = headers(x_ratelimit_limit="100", x_ratelimit_remaining="0", x_ratelimit_reset="12")
+    with pytest.raises(RateLimited) as caught:
+        read_reply(429, given, b"")
+    assert caught.value.retry_after == 12.0
+
+
+def test_an_edge_proxys_html_429_is_a_429() -> None:
+    html = b"<html><body><h1>429 Too Many Requests</h1></body></html>"
+    with pytest.raises(RateLimited) as caught:
+        read_reply(429, headers(content_type="text/html"), html)
+    assert caught.value.retry_after is None
+    assert "non-JSON body (text/html" in caught.value.message
 
 
 def test_backoff_is_full_jitter_doubling_to_a_cap() -> None:

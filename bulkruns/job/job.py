@@ -32,7 +32,7 @@ from bulkruns.job.tally import Tally
 from bulkruns.job.values import ProgressHook, Summary
 from bulkruns.journal import JournalState
 from bulkruns.model import ItemResult, Operation, RunFilter, Work
-from bulkruns.pace import Attempts, Pacer, RetryPolicy, send_paced
+from bulkruns.pace import Attempts, Lane, Pacer, RetryPolicy, send_paced
 from bulkruns.select import Coverage, Outlet, Sweeper, feed
 
 __all__ = ["Job"]
@@ -263,7 +263,7 @@ class Job:
             self.client.list_runs, params, page=number, per_page=self.options.per_page
         )
         try:
-            return await self._attempt(list_runs, Attempts())
+            return await self._attempt(list_runs, Attempts(), lane="read")
         except (APIError, TransportError) as exc:
             await self._halt("listing", f"listing page {number} failed: {exc}")
 
@@ -279,7 +279,9 @@ class Job:
                 "fix the cause, then resume the job",
             )
 
-    async def _attempt(self, request: Callable[[], Awaitable[T]], attempts: Attempts) -> T:
+    async def _attempt(
+        self, request: Callable[[], Awaitable[T]], attempts: Attempts, lane: Lane = "write"
+    ) -> T:
         """Send one request through the job's pacer, retrying as its policy allows."""
         try:
             return await send_paced(
@@ -287,6 +289,7 @@ class Job:
                 self._pacer,
                 self._policy,
                 attempts,
+                lane=lane,
                 on_send=self._tally.sent,
                 on_error=self._failed_attempt,
             )

@@ -4,6 +4,7 @@ ceiling 429s reveal, and the budget the X-RateLimit-* headers leave."""
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -245,3 +246,27 @@ def test_a_pause_refills_the_window_without_teaching_a_reset_or_a_refill_rate() 
         budget.update(RateLimitInfo(100, left), sent=sent, now=sent + 0.03, grants=grants)
     assert budget.window is None
     assert budget.pace(3.05, grants) == pytest.approx((98 - 1) / 0.25)  # no refill rate
+
+
+def test_a_late_count_is_ignored_and_a_broken_rhythm_is_learnt_again() -> None:
+    # fixed windows of 100 that reset at 1, 2, 3, 4, then at 5.3 and 6.9; a request every
+    # 10 ms, counted 10 or 40 ms after it leaves and answered at once or 30 ms later, so that
+    # some answers come back after a newer one showed the reset
+    resets = [0.0, 1.0, 2.0, 3.0, 4.0, 5.3, 6.9, 100.0]
+    budget, grants, used = Budget(), Grants(), [0] * len(resets)
+    answers, rng = [], random.Random(8)
+    for i in range(750):
+        sent = i / 100
+        counted = sent + rng.choice((0.01, 0.04))
+        window = next(k for k, end in enumerate(resets) if counted < end) - 1
+        used[window] += 1
+        grants.add(sent)
+        answers.append((counted + rng.choice((0.0, 0.03)), sent, 100 - used[window]))
+        if sent == 4.5:
+            assert budget.window == pytest.approx(1.0, abs=0.02)
+            assert budget.pace(sent, grants) == pytest.approx(97, rel=0.02)
+        for arrived, carried, left in sorted(a for a in answers if a[0] <= sent):
+            budget.update(RateLimitInfo(100, left), sent=carried, now=arrived, grants=grants)
+        answers = [a for a in answers if a[0] > sent]
+    # out of step from 5.3 on: the length is learnt afresh, and not from two resets alone
+    assert budget.window is None

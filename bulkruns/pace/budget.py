@@ -102,12 +102,9 @@ class Budget:
         # A fixed window came back whole. Three resets a steady length apart give it (a
         # rolling window can come back whole too, after a quiet spell, but not steadily), and
         # each later one in step refines it, from the first: a reset seen a little early or
-        # late matters less the more windows lie between. One seen twice over, by requests
-        # landing either side of it, counts once.
+        # late matters less the more windows lie between.
         resets, window = self._resets, self.window
         if window is not None:
-            if when - resets[-1] < 0.5 * window:
-                return
             span = when - resets[0]
             periods = round(span / window)
             if abs(span - periods * window) <= 0.1 * window:

@@ -85,6 +85,17 @@ def test_the_first_429_sets_the_rate_of_the_second_before_then_a_plateau() -> No
     assert ceiling.pace(75.0) == pytest.approx(plateau + 10 * 1.0)
 
 
+def test_429s_for_requests_that_left_before_the_refused_one_come_off_the_ceiling() -> None:
+    # they were counted in its second, but landed after it (slower), and were refused too
+    _, ceiling = learnt(100, resume=3.0)
+    assert ceiling.value == 100
+    ceiling.echoed(0.98)
+    ceiling.echoed(0.99)
+    ceiling.echoed(1.01)  # left after it: never counted
+    ceiling.echoed(-0.5)  # outside the second measured
+    assert ceiling.value == 98
+
+
 def test_a_429_met_while_climbing_confirms_the_ceiling_and_slows_the_next_climb() -> None:
     grants, ceiling = learnt(100, resume=2.0)
     # climbing from 62 s; at 72 s, 10 % over the plateau, the limit is met where it was

@@ -94,18 +94,16 @@ def test_initial_state() -> None:
 # -- the pace --------------------------------------------------------------------------------
 
 
-async def test_no_start_up_burst_and_a_quick_start() -> None:
+async def test_no_start_up_burst() -> None:
     pacer = paced(1000)
     grants = Grants(pacer)
-    await run_for(3.0, *[grants.keep_taking] * 50)
+    await run_for(1.0, *[grants.keep_taking] * 50)
     times = grants.all
-    # the first request leaves at once, the next only after an interval
-    assert times[0] == 0.0
-    assert times[1] > 0.0
-    # it starts at an eighth of the rate and is at the whole of it within a second
-    assert sum(1 for t in times if t < 0.1) <= 0.1 * 1000 / 8 * 2**0.3 + 2
-    in_last_second = sum(1 for t in times if t >= 2.0)
-    assert in_last_second == pytest.approx(990, abs=2)  # the rate, less 1 % of headroom
+    # the first request leaves at once, the next a whole interval later, fifty queued or not
+    assert times[:2] == [0.0, pytest.approx(1 / 990)]
+    for window in (0.001, 0.01, 0.1):
+        assert max(count for _, count in most_in_window(times, window)) <= 990 * window + 1
+    assert len(times) == pytest.approx(990, abs=1)  # the rate, less 1 % of headroom
 
 
 async def test_requests_are_evenly_spaced() -> None:
@@ -218,24 +216,22 @@ async def test_a_changes_429_pauses_everybody_a_gets_pauses_listing() -> None:
     async def throttle() -> None:
         await anyio.sleep(2.0)
         pause = pacer.throttled("write", 1.5)
-        assert (pause.until, pause.reason, pause.lanes) == (
-            3.5,
-            "Retry-After 1.5 s",
-            ("read", "write"),
-        )
+        assert (pause.reason, pause.lanes) == ("Retry-After 1.5 s", ("read", "write"))
+        assert pause.until == pytest.approx(3.5)
         assert pacer.pause == pause
         await anyio.sleep(3.0)
         pause = pacer.throttled("read", 2.0, reason="the listing's own limit")
-        assert (pause.until, pause.lanes) == (7.0, ("read",))
+        assert pause.until == pytest.approx(7.0)
+        assert pause.lanes == ("read",)
         assert pacer.pause == pause
 
     readers = [lambda: grants.keep_taking("read", pause=0.05)] * 2
     await run_for(9.0, throttle, *readers, *[grants.keep_taking] * 20)
     reads, writes = grants.times["read"], grants.times["write"]
-    # nobody in 2.0-3.5, queued acquirers included
-    assert not [t for t in reads + writes if 2.0 < t < 3.5]
+    # nobody in 2.0-3.5, queued acquirers included (on a clock of floats, 3.5 is 3.4999…)
+    assert not [t for t in reads + writes if 2.001 < t < 3.499]
     # listing only in 5.0-7.0, while changes went on
-    assert not [t for t in reads if 5.0 < t < 7.0]
+    assert not [t for t in reads if 5.001 < t < 6.999]
     assert len([t for t in writes if 5.0 < t < 7.0]) > 300
     assert pacer.pause is None  # both over
 
@@ -361,6 +357,8 @@ async def test_the_headers_announce_the_ceiling_and_hold_the_pace() -> None:
         async with anyio.create_task_group() as tg:
             for _ in range(10):
                 tg.start_soon(request, tg)
-    assert pacer.ceiling == pytest.approx(50.0, rel=0.01)  # 50 a window of a second
+    # 50 a window of a second (the window's length read from the resets announced: a little
+    # short, as the first answer in a window comes a little after it began)
+    assert pacer.ceiling == pytest.approx(50.0, rel=0.03)
     assert max(used.values()) <= 50  # never more than a window held: no 429 was needed
     assert all(used[second] >= 47 for second in range(1, 9)), used

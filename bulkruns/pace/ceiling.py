@@ -47,6 +47,7 @@ class Ceiling:
     """
 
     __slots__ = (
+        "_measured",
         "_peaks",
         "_since",
         "climb",
@@ -77,6 +78,7 @@ class Ceiling:
         self.cuts = -1  # cuts for 429s met on the plateau, in a row
         self._since = -math.inf  # when the latest pause ended
         self._peaks = [0] * len(_HORIZONS)  # the most requests accepted over each window
+        self._measured: tuple[float, float] | None = None  # the latest measure: when, over what
 
     def pace(self, now: float) -> float:
         """The rate to aim at, at ``now``: unlimited until a 429 has set a ceiling."""
@@ -108,6 +110,15 @@ class Ceiling:
         """The pause ends at ``when``: the ramp and the plateau start from there."""
         self._since = when
 
+    def echoed(self, sent: float) -> None:
+        """Another 429 of the run, for a request granted at ``sent``. One that left in the
+        window measured, before the refused one, landed after it (a slower request): the
+        server did not count it, so the ceiling does not either."""
+        if self._measured is not None and self.value is not None:
+            when, horizon = self._measured
+            if when - horizon <= sent < when:
+                self.value -= 1.0 / horizon
+
     def accepted(self, grants: Grants, sent: float) -> None:
         """A request granted at ``sent`` was not refused: raise the peaks it reached."""
         for i, horizon in enumerate(_HORIZONS):
@@ -126,7 +137,7 @@ class Ceiling:
         if value is not None and recent >= _EVIDENCE and self.pace(sent) > self._plateau(value):
             # met while climbing: found again where it was (climb less next time), or higher
             self.strikes = self.strikes + 1 if recent <= value * (1.0 + self.margin) else 0
-            self.value, self.cuts = max(floor, float(recent)), -1
+            self.value, self.cuts, self._measured = max(floor, float(recent)), -1, (sent, 1.0)
             return
         # the windows not ruled out, shortest first: the rate over each, and its length
         windows = [
@@ -135,9 +146,11 @@ class Ceiling:
             if horizon == 1.0 or sent - horizon >= grants.began
             if (count := grants.count(sent - horizon, sent)) >= max(_EVIDENCE, _RULED_OUT * peak)
         ]
+        self._measured = None
         if windows and (value is None or windows[0][0] < _RULED_OUT * value):
             # the shortest window left, which explains a 429 under the ceiling
             self.value, self.window = max(floor, windows[0][0]), windows[0][1]
+            self._measured = (sent, self.window)
         elif value is not None and recent >= _RULED_OUT * self._plateau(value):
             # met on the plateau, where it was safe: the margin was too thin for the network's
             # jitter, or others spend the budget too; a small cut, and twice as large for each

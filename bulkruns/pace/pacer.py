@@ -40,9 +40,6 @@ __all__ = ["Lane", "Pacer", "Pause"]
 _BOTH: tuple[Lane, ...] = ("read", "write")
 _TICK = 0.1  # seconds: a waiting head reads the pace again at least this often
 _FLOOR = 0.01  # no ceiling is learnt below this share of the configured rate
-# A job starts at an eighth of its rate, doubling every this many seconds: told far over the
-# limit, it meets its first 429 with fewer requests in flight, for half a second's worth.
-_START_DOUBLING = 0.35
 
 
 class Pacer:
@@ -182,8 +179,11 @@ class Pacer:
         now = self._clock()
         sent, judge, own = now if sent is None else sent, self._judge(lane), self._lanes[lane]
         own.budget.update(info, sent=sent, now=now, grants=own.grants)
-        if judge.begins_run(sent, now) and self._rate:
-            judge.ceiling.throttled(judge.grants, sent=sent, floor=_FLOOR * self._rate)
+        if judge.begins_run(sent, now):
+            if self._rate:  # (an unpaced job learns nothing)
+                judge.ceiling.throttled(judge.grants, sent=sent, floor=_FLOOR * self._rate)
+        elif self._rate:
+            judge.ceiling.echoed(sent)
         pause = judge.hold(now, retry_after, reason, _BOTH if judge is self._total else ("read",))
         for paused in pause.lanes:
             self._lanes[paused].budget.pause(pause.until)
@@ -203,10 +203,7 @@ class Pacer:
     def _pace(self, scope: Scope, now: float) -> float:
         if not self._rate:
             return math.inf  # unpaced since the request began waiting
-        pace = math.inf
-        if scope is self._total:
-            start = 2.0 ** min(3.0, max(0.0, now - scope.grants.began) / _START_DOUBLING) / 8
-            pace = self._rate * (1.0 - self._headroom) * start
+        pace = self._rate * (1.0 - self._headroom) if scope is self._total else math.inf
         return min(pace, scope.ceiling.pace(now), scope.budget.pace(now, scope.grants))
 
     def _due(self, lane: Lane, now: float) -> float:

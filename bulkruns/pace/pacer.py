@@ -15,7 +15,11 @@ A lane's pace is the lowest of:
 * the configured rate, less ``headroom``, for both lanes together (:meth:`Pacer.set_rate`);
 * the **ceiling** the server's 429s revealed (:mod:`bulkruns.pace.ceiling`): a change's 429
   sets the job's, a GET's the listing's alone;
-* the **budget** the lane's ``X-RateLimit-*`` headers leave (:mod:`bulkruns.pace.budget`).
+* for changes, the **budget** their answers' ``X-RateLimit-*`` headers leave
+  (:mod:`bulkruns.pace.budget`). A GET's numbers are not paced by: listing is a small share
+  of a job, one budget usually counts every request, so its ``Remaining`` is mostly the
+  changes' doing and would only hold listing back, and a tighter GET budget shows itself by
+  its 429s.
 
 A 429 also pauses its scope until its ``Retry-After``: a change's every lane, a GET's the
 listing. When both lanes are due, listing goes first, so that the workers are never short of
@@ -138,7 +142,7 @@ class Pacer:
 
         Args:
             lane: the request's lane.
-            info: the answer's ``X-RateLimit-*`` headers.
+            info: the answer's ``X-RateLimit-*`` headers (a change's are paced by).
             sent: when the request was granted (what :meth:`acquire` returned); now if None.
         """
         now = self._clock()
@@ -146,7 +150,7 @@ class Pacer:
         judge.streak = 0
         if self._rate:
             judge.ceiling.accepted(judge.grants, sent)
-        if info is not None:
+        if info is not None and lane == "write":
             own.budget.update(info, sent=sent, now=now, grants=own.grants)
             self._notify()
 
@@ -178,15 +182,16 @@ class Pacer:
         """
         now = self._clock()
         sent, judge, own = now if sent is None else sent, self._judge(lane), self._lanes[lane]
-        own.budget.update(info, sent=sent, now=now, grants=own.grants)
+        if lane == "write":
+            own.budget.update(info, sent=sent, now=now, grants=own.grants)
         if judge.begins_run(sent, now):
             if self._rate:  # (an unpaced job learns nothing)
                 judge.ceiling.throttled(judge.grants, sent=sent, floor=_FLOOR * self._rate)
         elif self._rate:
             judge.ceiling.echoed(sent)
         pause = judge.hold(now, retry_after, reason, _BOTH if judge is self._total else ("read",))
-        for paused in pause.lanes:
-            self._lanes[paused].budget.pause(pause.until)
+        if judge is self._total:
+            self._lanes["write"].budget.pause(pause.until)
         self._notify()
         return pause
 

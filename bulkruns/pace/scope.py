@@ -29,8 +29,9 @@ class Pause:
 
 
 class Scope:
-    """The job's limit, or a lane's. Each has a ceiling and a budget; the job's budget and the
-    changes' ceiling stay empty (headers are read per lane, and a change's 429 is the job's).
+    """The job's limit, or a lane's. Each has a ceiling and a budget, and three of them learn:
+    the job's ceiling (from a change's 429), the listing's (from a GET's), and the changes'
+    budget (from their answers' headers).
 
     Slots are spaced by GCRA's virtual scheduling: ``slot`` is the latest grant's theoretical
     time, and the next leaves one interval after it; a grant a little late (up to half an

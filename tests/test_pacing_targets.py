@@ -91,6 +91,12 @@ async def test_the_servers_own_numbers_need_no_429(shape: Shape) -> None:
     assert outcome.pacer.ceiling == pytest.approx(100.0, rel=0.02)
 
 
+async def test_listing_and_changes_under_one_budget_with_headers_told_six_times_over() -> None:
+    # the GETs' answers count the changes too: listing must not be held back by them
+    outcome = await simulate(Shape(limit=50, headers=True), rate=300.0, page=100)
+    assert_met(outcome, efficiency=0.90, most_429s=2, runs=1)
+
+
 async def test_a_rolling_window_with_headers_told_twice_over() -> None:
     outcome = await simulate(Shape(limit=200, penalty=2.0, headers=True), rate=400.0)
     assert_met(outcome, efficiency=0.90, most_429s=6, runs=1)

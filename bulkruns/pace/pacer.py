@@ -15,16 +15,13 @@ A lane's pace is the lowest of:
 * the configured rate, less ``headroom``, for both lanes together (:meth:`Pacer.set_rate`);
 * the **ceiling** the server's 429s revealed (:mod:`bulkruns.pace.ceiling`): a change's 429
   sets the job's, a GET's the listing's alone;
-* for changes, the **budget** their answers' ``X-RateLimit-*`` headers leave
-  (:mod:`bulkruns.pace.budget`). A GET's numbers are not paced by: listing is a small share
-  of a job, one budget usually counts every request, so its ``Remaining`` is mostly the
-  changes' doing and would only hold listing back, and a tighter GET budget shows itself by
-  its 429s.
+* for changes, the **budget** their ``X-RateLimit-*`` headers leave (:mod:`bulkruns.pace.budget`);
+  not for GETs, whose ``Remaining`` is mostly the changes' doing when one budget counts all.
 
 A 429 also pauses its scope until its ``Retry-After``: a change's every lane, a GET's the
-listing. When both lanes are due, listing goes first, so that the workers are never short of
-runs while listing queues behind them (listing is held back by its bounded queue anyway).
-Only the head of each lane's queue watches the clock; the others wait their turn, in order.
+listing. When both lanes are due, listing goes first, so that the workers never run short of
+runs (listing is held back by its bounded queue anyway). Only the head of each lane's queue
+watches the clock; the others wait their turn, in order.
 """
 
 from __future__ import annotations
@@ -197,9 +194,8 @@ class Pacer:
 
     def _paused(self, lane: Lane) -> float:
         """When the pauses that hold ``lane`` end."""
-        return max(
-            (s.pause.until for s in (self._total, self._lanes[lane]) if s.pause), default=0.0
-        )
+        pauses = (s.pause.until for s in (self._total, self._lanes[lane]) if s.pause)
+        return max(pauses, default=0.0)
 
     def _judge(self, lane: Lane) -> Scope:
         """The scope a lane's 429s pause and teach: a GET's the listing's, a change's all."""

@@ -25,6 +25,7 @@ from bulkruns.errors import (
     ServerError,
     TransportError,
     Unprocessable,
+    WaitTooLong,
 )
 from bulkruns.job import Job, JobOptions, JobSpec, Progress, ProgressHook, Summary
 from bulkruns.model import ItemResult, Operation, RunFilter, parse_when, read_ids
@@ -56,6 +57,7 @@ __all__ = [
     "Summary",
     "TransportError",
     "Unprocessable",
+    "WaitTooLong",
     "__version__",
     "parse_when",
     "read_ids",

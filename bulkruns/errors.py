@@ -10,6 +10,7 @@
     │   ├── NotFound              404: no such run (or, on some deployments, not archived)
     │   ├── Unprocessable         400 / 422: the request was understood and refused
     │   ├── RateLimited           429: too many requests; ``retry_after`` says how long to wait
+    │   │   └── WaitTooLong       a 429 asking to wait longer than ``max_wait``: stop, resume later
     │   └── ServerError           5xx: Tallyfy failed; the change may or may not have happened
     └── TransportError            no HTTP answer: connection refused or reset, timeout
 
@@ -21,6 +22,10 @@ Every error's message is meant for a person and never contains the access token.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bulkruns.api.answers import RateLimitInfo
 
 __all__ = [
     "APIError",
@@ -35,6 +40,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "Unprocessable",
+    "WaitTooLong",
     "api_error",
 ]
 
@@ -88,7 +94,9 @@ class APIError(BulkrunsError):
         message: Tallyfy's message, or a description of the body when it had none.
         errors: field name -> messages, from a validation error body.
         request_id: the ``X-Request-Id`` response header, worth quoting to Tallyfy support.
-        retry_after: seconds to wait before trying again, from ``Retry-After``.
+        retry_after: seconds to wait before trying again, from ``Retry-After`` (or, on a 429
+            without it, ``X-RateLimit-Reset``).
+        rate_limit: the answer's ``X-RateLimit-*`` headers, when it had any.
     """
 
     def __init__(
@@ -99,12 +107,14 @@ class APIError(BulkrunsError):
         errors: Mapping[str, Sequence[str]] | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        rate_limit: RateLimitInfo | None = None,
     ) -> None:
         self.status = status
         self.message = message
         self.errors: dict[str, list[str]] = {k: list(v) for k, v in (errors or {}).items()}
         self.request_id = request_id
         self.retry_after = retry_after
+        self.rate_limit = rate_limit
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -134,7 +144,33 @@ class Unprocessable(APIError):
 
 
 class RateLimited(APIError):
-    """429: the rate limit was exceeded."""
+    """429: the rate limit was exceeded.
+
+    It is not a failure of the request: the paced send waits as asked and sends it again.
+    """
+
+
+class WaitTooLong(RateLimited):
+    """A 429 whose wait is longer than the job accepts (``max_wait``), such as an hourly cap.
+
+    The job stops, resumable, rather than sit it out.
+
+    Attributes:
+        wait: the seconds the server asked for.
+        reason: why, for a person: ``"the hourly limit"``, ``"Retry-After 3600 s"``.
+    """
+
+    def __init__(self, throttle: RateLimited, *, wait: float, reason: str, max_wait: float) -> None:
+        self.wait = wait
+        self.reason = reason
+        super().__init__(
+            throttle.status,
+            f"Tallyfy asks to wait {wait:,.0f} s ({reason}), longer than max_wait "
+            f"{max_wait:,.0f} s; resume the job later",
+            request_id=throttle.request_id,
+            retry_after=throttle.retry_after,
+            rate_limit=throttle.rate_limit,
+        )
 
 
 class ServerError(APIError):
@@ -172,7 +208,15 @@ def api_error(
     errors: Mapping[str, Sequence[str]] | None = None,
     request_id: str | None = None,
     retry_after: float | None = None,
+    rate_limit: RateLimitInfo | None = None,
 ) -> APIError:
     """Build the APIError subclass that fits ``status``."""
     cls = ServerError if status >= 500 else _BY_STATUS.get(status, APIError)
-    return cls(status, message, errors=errors, request_id=request_id, retry_after=retry_after)
+    return cls(
+        status,
+        message,
+        errors=errors,
+        request_id=request_id,
+        retry_after=retry_after,
+        rate_limit=rate_limit,
+    )

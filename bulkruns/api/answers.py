@@ -19,11 +19,38 @@ import orjson
 
 from bulkruns.errors import APIError, ServerError, api_error
 
-__all__ = ["Page", "Reply", "parse_retry_after", "read_page", "read_reply"]
+__all__ = [
+    "Page",
+    "RateLimitInfo",
+    "Reply",
+    "parse_rate_limit",
+    "parse_retry_after",
+    "read_page",
+    "read_reply",
+]
 
 _MESSAGE_LIMIT = 300  # characters of a server's message kept in an error
 
+# An X-RateLimit-Reset above this is a Unix time (Laravel's, GitHub's); below, seconds to go.
+_EPOCH_THRESHOLD = 1_000_000_000
+
 Headers = Mapping[str, str]  # case-insensitive, as aiohttp's are
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """What an answer's ``X-RateLimit-*`` headers said about the limit it counts against.
+
+    Attributes:
+        limit: ``X-RateLimit-Limit``: the requests its window allows.
+        remaining: ``X-RateLimit-Remaining``: the requests left in it.
+        reset: seconds from the answer until the window resets, from ``X-RateLimit-Reset``
+            (a Unix time, or seconds to go); None when the answer did not say.
+    """
+
+    limit: int | None
+    remaining: int | None
+    reset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +65,7 @@ class Page:
         request_id: the ``X-Request-Id`` response header.
         reported_per_page: ``meta.pagination.per_page``, the size the server says it used,
             when it says one.
+        rate_limit: the ``X-RateLimit-*`` headers, when the answer had any.
     """
 
     runs: list[dict[str, Any]]
@@ -46,6 +74,7 @@ class Page:
     current_page: int
     request_id: str | None
     reported_per_page: int | None = None
+    rate_limit: RateLimitInfo | None = None
 
     @property
     def page_size(self) -> int:
@@ -82,11 +111,13 @@ class Reply:
         data: the ``data`` object (the run as it is now), or None for an empty body, as a
             permanent delete answers.
         request_id: the ``X-Request-Id`` response header.
+        rate_limit: the ``X-RateLimit-*`` headers, when the answer had any.
     """
 
     status: int
     data: dict[str, Any] | None
     request_id: str | None
+    rate_limit: RateLimitInfo | None = None
 
 
 def read_page(status: int, headers: Headers, payload: bytes, *, page: int, per_page: int) -> Page:
@@ -112,7 +143,7 @@ def read_page(status: int, headers: Headers, payload: bytes, *, page: int, per_p
         raise _unexpected(status, "a run list", payload, request_id)
     if not isinstance(reported, int) or isinstance(reported, bool):
         reported = None
-    return Page(data, total, per_page, page, request_id, reported)
+    return Page(data, total, per_page, page, request_id, reported, parse_rate_limit(headers))
 
 
 def read_reply(status: int, headers: Headers, payload: bytes) -> Reply:
@@ -123,12 +154,13 @@ def read_reply(status: int, headers: Headers, payload: bytes) -> Reply:
     """
     request_id = headers.get("X-Request-Id")
     parsed = _decode(status, headers, payload)
+    rate_limit = parse_rate_limit(headers)
     if parsed is None:
-        return Reply(status, None, request_id)
+        return Reply(status, None, request_id, rate_limit)
     data = parsed.get("data") if isinstance(parsed, dict) else None
     if not isinstance(data, dict):
         raise _unexpected(status, 'a {"data": {…}} object', payload, request_id)
-    return Reply(status, data, request_id)
+    return Reply(status, data, request_id, rate_limit)
 
 
 def _decode(status: int, headers: Headers, payload: bytes) -> Any:
@@ -143,12 +175,17 @@ def _decode(status: int, headers: Headers, payload: bytes) -> Any:
         message, errors = _error_message(
             status, _reason(status), headers.get("Content-Type", ""), payload
         )
+        rate_limit = parse_rate_limit(headers)
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        if retry_after is None and status == 429 and rate_limit is not None:
+            retry_after = rate_limit.reset  # a 429 that says when its window resets
         raise api_error(
             status,
             message,
             errors=errors,
             request_id=request_id,
-            retry_after=parse_retry_after(headers.get("Retry-After")),
+            retry_after=retry_after,
+            rate_limit=rate_limit,
         )
     if not payload.strip():
         return None
@@ -179,6 +216,38 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+def parse_rate_limit(headers: Headers, *, now: float | None = None) -> RateLimitInfo | None:
+    """The ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` headers, or None without them.
+
+    An unreadable or negative value counts as absent; ``now`` is the Unix time a reset given
+    as a Unix time is counted from (the current time by default).
+    """
+    limit = _count(headers.get("X-RateLimit-Limit"))
+    remaining = _count(headers.get("X-RateLimit-Remaining"))
+    if limit is None and remaining is None:
+        return None
+    reset = _seconds(headers.get("X-RateLimit-Reset"))
+    if reset is not None and reset > _EPOCH_THRESHOLD:
+        reset = max(0.0, reset - (time.time() if now is None else now))
+    return RateLimitInfo(limit, remaining, reset)
+
+
+def _count(value: str | None) -> int | None:
+    try:
+        number = int(value.strip()) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and number >= 0 else None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        number = float(value.strip()) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
 
 
 def _reason(status: int) -> str | None:

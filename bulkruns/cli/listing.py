@@ -38,6 +38,7 @@ def _fetcher(client: Client, pacer: Pacer, per_page: int) -> Fetch:
                 functools.partial(client.list_runs, params, page=number, per_page=per_page),
                 pacer,
                 RetryPolicy(),
+                lane="read",
             )
         except AuthError as exc:
             raise ExitError(

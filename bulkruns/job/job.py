@@ -327,6 +327,7 @@ class Job:
                 self._pacer,
                 self._policy,
                 attempts,
+                lane="read" if read else "write",
                 on_send=sent,
                 on_error=self._failed_attempt,
             )

@@ -1,256 +1,232 @@
-"""One request budget for a whole job: an even pace, a shared pause, and AIMD.
+"""One request budget for a whole job: an even pace in two lanes, a shared pause, and the
+server's limit as the pacer finds it.
 
-Every request a job sends, listing and mutations alike, first awaits :meth:`Pacer.acquire`.
-The pace comes from :class:`aiolimiter.AsyncLimiter`, a leaky bucket holding a small
-``burst`` (a twentieth of a second's worth of requests by default), so requests leave
-evenly spaced instead of in a burst at start-up. Around it:
+Every request first awaits :meth:`Pacer.acquire` in its lane: ``"read"`` for listing (GETs,
+which Tallyfy budgets more tightly), ``"write"`` for changes. Requests leave one at a time,
+spaced by GCRA (the virtual scheduling form of the generic cell rate algorithm): one may
+leave one interval after the previous one's slot, less half an interval of tolerance for a
+late timer, so no window of T seconds ever holds more than ``rate * T + 2`` requests, at any
+rate, across rate changes and after pauses. aiolimiter's leaky bucket did this before, but
+its burst grows with the rate and its rate cannot change, so every change built a new
+limiter, refilled by hand; these few lines read the pace afresh at every slot instead.
 
-* a **pause**: a 429 holds every acquirer until the server's ``Retry-After`` has passed;
-* **multiplicative decrease**: the same 429 lowers the rate, once for the whole burst of
-  429s that requests already in flight bring back;
-* **additive increase**: successful requests raise the rate back toward the configured
-  one, a little per second.
+A lane's pace is the lowest of:
 
-aiolimiter has no public way to change a limiter's rate, so a rate change builds a new
-limiter, filled so that it carries on the old spacing rather than offering a fresh bucket.
-Acquirers queued in the old limiter are woken and queue again in the new one.
+* the configured rate, less ``headroom``, for both lanes together (:meth:`Pacer.set_rate`);
+* the **ceiling** the server's 429s revealed (:mod:`bulkruns.pace.ceiling`): a change's 429
+  sets the job's, a GET's the listing's alone;
+* for changes, the **budget** their ``X-RateLimit-*`` headers leave (:mod:`bulkruns.pace.budget`);
+  not for GETs, whose ``Remaining`` is mostly the changes' doing when one budget counts all.
+
+A 429 also pauses its scope until its ``Retry-After``: a change's every lane, a GET's the
+listing. When both lanes are due, listing goes first, so that the workers never run short of
+runs (listing is held back by its bounded queue anyway). Only the head of each lane's queue
+watches the clock; the others wait their turn, in order.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable
 
-from aiolimiter import AsyncLimiter
+import anyio
 
 from bulkruns import settings
+from bulkruns.api import RateLimitInfo
+from bulkruns.pace.scope import Lane, Pause, Scope
 
-__all__ = ["Pacer"]
+__all__ = ["Lane", "Pacer", "Pause"]
 
-# A 429 answered with ``Retry-After: 0`` (or a tiny value) still means that the requests in
-# flight will come back as 429s too: the rate is lowered at most once in this many seconds.
-_SETTLE = 1.0
-
-# Additive increase is applied from the elapsed time, so it does not need a call per
-# request; building a limiter per successful request would cost more than it buys.
-_MIN_INCREASE_INTERVAL = 0.25
+_BOTH: tuple[Lane, ...] = ("read", "write")
+_TICK = 0.1  # seconds: a waiting head reads the pace again at least this often
+_FLOOR = 0.01  # no ceiling is learnt below this share of the configured rate
 
 
 class Pacer:
-    """Spreads requests evenly at a rate, pauses them all on a 429, and adapts the rate.
+    """Spreads a job's requests evenly, in two lanes, under the server's limit as it is found.
 
-    Runs on asyncio (as aiolimiter does); one pacer serves one event loop.
+    One pacer serves one event loop.
 
     Args:
-        rate: requests per second; 0 means unpaced (pauses are still honoured).
-        burst: the bucket holds this many seconds of the rate, at least two requests; the
-            most that can leave back to back after an idle moment.
-        headroom: aim ``(1 - headroom) * rate``, so that network jitter cannot push the
-            server's rolling window over its limit.
-        decrease: a 429 multiplies the current rate by this factor.
-        recovery: each second without a 429 adds ``recovery * rate`` back, up to ``rate``.
-        floor: the rate is never lowered below ``floor * rate``.
-        clock: seconds, monotonic; pauses and recovery are measured on it. The default,
-            :func:`time.monotonic`, is the asyncio event loop's own clock.
+        rate: requests per second for the whole job; 0 means unpaced (pauses still hold).
+        headroom: aim this share under ``rate``, so that network jitter cannot push the
+            server's window over it.
+        clock: seconds, monotonic, on the event loop's clock (the default,
+            :func:`time.monotonic`, is asyncio's).
 
     Raises:
         ConfigError: a setting is out of range.
     """
 
-    __slots__ = (
-        "_burst",
-        "_changed",
-        "_clock",
-        "_current",
-        "_decrease",
-        "_floor",
-        "_gen",
-        "_headroom",
-        "_hold_until",
-        "_last_change",
-        "_last_grant",
-        "_limiter",
-        "_limiter_gen",
-        "_paused_until",
-        "_rate",
-        "_recovery",
-        "_waiting",
-    )
-
     def __init__(
-        self,
-        rate: float,
-        *,
-        burst: float = 0.05,
-        headroom: float = 0.01,
-        decrease: float = 0.5,
-        recovery: float = 0.1,
-        floor: float = 0.05,
-        clock: Callable[[], float] | None = None,
+        self, rate: float, *, headroom: float = 0.01, clock: Callable[[], float] | None = None
     ) -> None:
-        check = settings.number
-        check("rate", rate, low=0, meaning="requests per second, 0 for unpaced")
-        check("burst", burst, low=0, above=True, meaning="seconds of the rate the bucket holds")
-        check("headroom", headroom, low=0, high=1, below=True, meaning="a share kept spare")
-        check("decrease", decrease, low=0, above=True, high=1, meaning="the factor a 429 applies")
-        check("recovery", recovery, low=0, meaning="a share of the rate regained per second")
-        check("floor", floor, low=0, above=True, high=1, meaning="the lowest share of the rate")
-        self._rate = float(rate)
-        self._burst = burst
+        self._rate = _checked(rate)
+        settings.number("headroom", headroom, low=0, high=1, below=True, meaning="a share kept")
         self._headroom = headroom
-        self._decrease = decrease
-        self._recovery = recovery
-        self._floor = floor
         self._clock = clock or time.monotonic
-        self._current = self._rate
-        self._paused_until = 0.0
-        self._hold_until = -math.inf
-        self._last_change = -math.inf
-        # The rate generation: bumped by every change that needs a new limiter.
-        self._gen = 0
-        # Built lazily, in acquire(): an AsyncLimiter binds to the running event loop.
-        self._limiter: AsyncLimiter | None = None
-        self._limiter_gen = -1
-        # Loop time of the latest grant; None at start and after a pause (no burst then).
-        self._last_grant: float | None = None
-        # Resolved (and dropped) on a rate change or a pause, to wake queued acquirers.
-        self._changed: asyncio.Future[None] | None = None
-        self._waiting = 0
+        self._total = Scope()
+        self._lanes = {lane: Scope() for lane in _BOTH}
+        self._turns = {lane: anyio.Lock() for lane in _BOTH}
+        self._heads: set[Lane] = set()  # the lanes whose head is watching the clock
+        self._changed = anyio.Event()
+
+    @property
+    def rate(self) -> float:
+        """The configured rate, in requests per second (0 = unpaced)."""
+        return self._rate
 
     @property
     def current_rate(self) -> float:
-        """The rate now aimed at, in requests per second before headroom (0 = unpaced).
-
-        Equal to the configured rate until a 429 lowers it.
-        """
-        return self._current
+        """The pace aimed at now, in requests per second: the configured rate, or less where
+        the server's limit holds the changes back (before headroom; 0 when unpaced)."""
+        now, write = self._clock(), self._lanes["write"]
+        limits = (self._total.ceiling.pace(now), write.budget.pace(now, write.grants))
+        return min(self._rate, *limits)
 
     @property
-    def paused_until(self) -> float:
-        """When the current (or latest) pause ends, on the pacer's clock; 0 if never paused."""
-        return self._paused_until
+    def ceiling(self) -> float | None:
+        """The rate the server seemed to allow the job, from its 429s or its headers."""
+        found = (self._total.ceiling.value, self._lanes["write"].budget.allowed)
+        return min((value for value in found if value is not None), default=None)
 
-    async def acquire(self) -> None:
-        """Wait for this request's slot, and out any pause. Cancellation-safe."""
-        # The unpaced path runs once per request at thousands per second: two comparisons.
-        if not self._rate and self._paused_until <= self._clock():
-            return
-        while True:
-            if self._paused_until > self._clock():
-                await self._sit_out_pause()
-            if not self._rate:
-                return
-            limiter = self._limiter
-            if limiter is None or self._limiter_gen != self._gen:
-                limiter = await self._new_limiter()
-            if not self._waiting and limiter.has_capacity():
-                # A free slot and nobody queued before us: this does not suspend, so
-                # neither the rate nor the pause can have changed under us.
-                await limiter.acquire()
-            elif not await self._queue(limiter):
-                continue
-            self._last_grant = asyncio.get_running_loop().time()
-            return
+    @property
+    def pause(self) -> Pause | None:
+        """The pause in force now (the longer if both lanes have one), or None."""
+        now = self._clock()
+        pauses = (s.pause for s in (self._total, self._lanes["read"]) if s.pause)
+        return max((p for p in pauses if p.until > now), key=lambda p: p.until, default=None)
 
-    async def _queue(self, limiter: AsyncLimiter) -> bool:
-        """Wait in ``limiter`` for a slot; False if the rate or the pause changed first."""
-        loop = asyncio.get_running_loop()
-        changed = self._changed
-        if changed is None:
-            changed = self._changed = loop.create_future()
-        gen = self._gen
-        # The slot is awaited in a helper task so that a rate change can take the acquirer
-        # out of the old limiter's queue at once, instead of after the old pace's delay.
-        slot = loop.create_task(limiter.acquire())
-        self._waiting += 1
-        try:
-            await asyncio.wait((slot, changed), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self._waiting -= 1
-            if not slot.done():
-                slot.cancel()
-        if not slot.done() or slot.cancelled():
-            return False
-        slot.result()
-        # A slot granted by a limiter that has just been replaced, or while a pause was set,
-        # could break the new pace: give it up and queue again.
-        return gen == self._gen and self._paused_until <= self._clock()
+    def set_rate(self, rate: float) -> None:
+        """Change the configured rate at once. Waiting requests follow the new pace, and a
+        raise is no burst: the next slot is one new interval after the latest one.
 
-    async def _sit_out_pause(self) -> None:
-        # Loop: a later 429 may have pushed the end of the pause further out.
-        delay = self._paused_until - self._clock()
-        while delay > 0:
-            await asyncio.sleep(delay)
-            delay = self._paused_until - self._clock()
+        Raises:
+            ConfigError: ``rate`` is negative or not a finite number.
+        """
+        self._rate = _checked(rate)
+        self._notify()
 
-    async def _new_limiter(self) -> AsyncLimiter:
-        effective = self._current * (1.0 - self._headroom)
-        # at least two: with a one-request bucket every late timer wake-up is lost for good,
-        # which costs about 1 % of the pace at Tallyfy's 10 requests a second
-        capacity = max(2.0, self._burst * effective)
-        limiter = AsyncLimiter(capacity, capacity / effective)
-        self._limiter = limiter
-        self._limiter_gen = self._gen
-        # aiolimiter's bucket starts empty, which would let `capacity` requests out at
-        # once. Fill it so that the next slot comes one interval after the latest grant
-        # (at once at start-up or after a pause): the pace carries on across a change.
-        if self._last_grant is None:
-            fill = capacity - 1.0
-        else:
-            elapsed = asyncio.get_running_loop().time() - self._last_grant
-            fill = min(capacity, max(0.0, capacity - elapsed * effective))
-        if fill > 0.0:
-            await limiter.acquire(fill)  # an empty bucket has room: this does not suspend
-        return limiter
+    async def acquire(self, lane: Lane) -> float:
+        """Wait for this request's slot in ``lane``, and out any pause. Cancellation-safe.
 
-    def _wake_queued(self) -> None:
-        changed, self._changed = self._changed, None
-        if changed is not None and not changed.done():
-            changed.set_result(None)
+        Returns:
+            the pacer's clock at the grant: pass it to :meth:`succeeded` or :meth:`throttled`.
+        """
+        if not self._rate:  # unpaced: only a pause holds the request (this path is hot)
+            while (delay := self._paused(lane) - (now := self._clock())) > 0.0:
+                with anyio.move_on_after(delay):
+                    await self._changed.wait()
+            return now
+        async with self._turns[lane]:
+            self._heads.add(lane)
+            try:
+                while (delay := self._due(lane, now := self._clock()) - now) > 0.0:
+                    with anyio.move_on_after(min(delay, _TICK)):  # paces change with time
+                        await self._changed.wait()
+                for scope in (self._total, self._lanes[lane]):
+                    scope.grant(now, self._pace(scope, now))
+            finally:
+                self._heads.discard(lane)
+                self._notify()  # the other lane's head may go now
+        return now
 
-    def throttled(self, retry_after: float | None) -> None:
-        """Record a 429: pause every acquirer and lower the rate.
-
-        Every acquirer waits until ``retry_after`` seconds from now (a later 429 can only
-        lengthen the pause). The rate is multiplied by ``decrease`` (not below
-        ``floor * rate``) only for the first 429 of a pause, or of a second if the pause is
-        shorter: the 429s that requests already in flight bring back count once.
+    def succeeded(
+        self, lane: Lane, info: RateLimitInfo | None = None, *, sent: float | None = None
+    ) -> None:
+        """Record an answer that was not a 429 (an error's too), and read its numbers.
 
         Args:
-            retry_after: seconds from the response's ``Retry-After``; None means 1 second.
+            lane: the request's lane.
+            info: the answer's ``X-RateLimit-*`` headers (a change's are paced by).
+            sent: when the request was granted (what :meth:`acquire` returned); now if None.
         """
         now = self._clock()
-        delay = 1.0 if retry_after is None else max(0.0, retry_after)
-        until = now + delay
-        if now >= self._hold_until:
-            self._hold_until = now + max(delay, _SETTLE)
-            if self._rate:
-                self._current = max(self._current * self._decrease, self._floor * self._rate)
-        else:
-            self._hold_until = max(self._hold_until, until)
-        self._paused_until = max(self._paused_until, until)
-        # Recovery counts the seconds of requests without a 429, so from the pause's end.
-        self._last_change = self._paused_until
-        # A fresh limiter after the pause, so that the queue does not leave in a burst.
-        self._last_grant = None
-        self._gen += 1
-        self._wake_queued()
+        sent, judge, own = now if sent is None else sent, self._judge(lane), self._lanes[lane]
+        judge.streak = 0
+        if self._rate:
+            judge.ceiling.accepted(judge.grants, sent)
+        if info is not None and lane == "write":
+            own.budget.update(info, sent=sent, now=now, grants=own.grants)
+            self._notify()
 
-    def succeeded(self) -> None:
-        """Record a request that was not throttled: let the rate climb back.
+    def throttled(
+        self,
+        lane: Lane,
+        retry_after: float | None,
+        info: RateLimitInfo | None = None,
+        *,
+        sent: float | None = None,
+        reason: str | None = None,
+    ) -> Pause:
+        """Record a 429: pause its scope, and learn the limit from it.
 
-        The rate grows by ``recovery * rate`` per second since the last change, up to the
-        configured rate. Cheap when the rate is already there.
+        A change's 429 pauses both lanes and teaches the job's ceiling; a GET's pauses and
+        teaches listing only. Only the first 429 of a run teaches: the requests in flight
+        when it came bring back their own, which can only lengthen the pause.
+
+        Args:
+            lane: the request's lane.
+            retry_after: the seconds the server asked to wait; None waits 1 s, doubling for
+                each run of 429s in a row, up to 32 s.
+            info: the answer's ``X-RateLimit-*`` headers.
+            sent: when the request was granted (what :meth:`acquire` returned); now if None.
+            reason: why, for a person (``"the hourly limit"``); ``"Retry-After N s"`` if None.
+
+        Returns:
+            the pause in force.
         """
-        if self._current >= self._rate:
-            return
         now = self._clock()
-        elapsed = now - self._last_change
-        if elapsed < _MIN_INCREASE_INTERVAL:
-            return
-        self._current = min(self._rate, self._current + self._recovery * self._rate * elapsed)
-        self._last_change = now
-        self._gen += 1
-        self._wake_queued()
+        sent, judge, own = now if sent is None else sent, self._judge(lane), self._lanes[lane]
+        if lane == "write":
+            own.budget.update(info, sent=sent, now=now, grants=own.grants)
+        if judge.begins_run(sent, now):
+            if self._rate:  # (an unpaced job learns nothing)
+                judge.ceiling.throttled(judge.grants, sent=sent, floor=_FLOOR * self._rate)
+        elif self._rate:
+            judge.ceiling.echoed(sent)
+        pause = judge.hold(now, retry_after, reason, _BOTH if judge is self._total else ("read",))
+        if judge is self._total:
+            self._lanes["write"].budget.pause(pause.until)
+        self._notify()
+        return pause
+
+    def _paused(self, lane: Lane) -> float:
+        """When the pauses that hold ``lane`` end."""
+        pauses = (s.pause.until for s in (self._total, self._lanes[lane]) if s.pause)
+        return max(pauses, default=0.0)
+
+    def _judge(self, lane: Lane) -> Scope:
+        """The scope a lane's 429s pause and teach: a GET's the listing's, a change's all."""
+        return self._lanes["read"] if lane == "read" else self._total
+
+    def _pace(self, scope: Scope, now: float) -> float:
+        if not self._rate:
+            return math.inf  # unpaced since the request began waiting
+        pace = self._rate * (1.0 - self._headroom) if scope is self._total else math.inf
+        return min(pace, scope.ceiling.pace(now), scope.budget.pace(now, scope.grants))
+
+    def _due(self, lane: Lane, now: float) -> float:
+        at = max(self._total.due(self._pace(self._total, now)), self._lane_due(lane, now))
+        if (
+            lane == "write"
+            and "read" in self._heads
+            and self._lane_due("read", now) <= max(at, now)
+        ):
+            at = max(at, now) + _TICK  # listing is due as soon: it goes first, then this
+        return at
+
+    def _lane_due(self, lane: Lane, now: float) -> float:
+        scope = self._lanes[lane]
+        return scope.due(self._pace(scope, now))
+
+    def _notify(self) -> None:
+        """Wake the lanes' heads: a grant, an answer's numbers, a pause or a new rate."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+
+def _checked(rate: float) -> float:
+    settings.number("rate", rate, low=0, meaning="requests per second, 0 for unpaced")
+    return float(rate)

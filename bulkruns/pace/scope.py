@@ -1,0 +1,95 @@
+"""One limit the pacer keeps to, the whole job's or one lane's: its latest slot, its pause, and
+what the server has taught about it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from bulkruns.pace.budget import Budget
+from bulkruns.pace.ceiling import Ceiling
+from bulkruns.pace.history import Grants
+
+__all__ = ["Lane", "Pause", "Scope"]
+
+Lane = Literal["read", "write"]
+
+_TOLERANCE = 0.5  # of an interval: how early a slot may be taken, so a late timer costs nothing
+_LONGEST_GUESS = 32.0  # a 429 without Retry-After waits 1 s, doubling for each in a row
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Requests of ``lanes`` wait until ``until`` (on the pacer's clock), for ``reason``."""
+
+    until: float
+    reason: str
+    lanes: tuple[Lane, ...]
+
+
+class Scope:
+    """The job's limit, or a lane's. Each has a ceiling and a budget, and three of them learn:
+    the job's ceiling (from a change's 429), the listing's (from a GET's), and the changes'
+    budget (from their answers' headers).
+
+    Slots are spaced by GCRA's virtual scheduling: ``slot`` is the latest grant's theoretical
+    time, and the next leaves one interval after it; a grant a little late (up to half an
+    interval) does not delay the schedule, so the one after it may follow sooner, but never
+    within half an interval.
+    """
+
+    __slots__ = (
+        "budget",
+        "ceiling",
+        "granted",
+        "grants",
+        "pause",
+        "slot",
+        "streak",
+        "throttled_at",
+    )
+
+    def __init__(self) -> None:
+        self.ceiling = Ceiling()
+        self.budget = Budget()
+        self.grants = Grants()
+        self.slot = self.granted = -math.inf
+        self.pause: Pause | None = None
+        self.throttled_at = -math.inf  # when the latest run of 429s began
+        self.streak = 0  # runs of 429s with no other answer between
+
+    def due(self, pace: float) -> float:
+        """When the next request may leave: at ``pace``, with room in the ceiling's window,
+        and after the pause."""
+        step = 1.0 / pace if pace > 0.0 else math.inf
+        at = max(self.slot + step, self.granted + (1.0 - _TOLERANCE) * step)
+        at = max(at, self.ceiling.due(self.grants))
+        return at if self.pause is None else max(at, self.pause.until)
+
+    def grant(self, now: float, pace: float) -> None:
+        """A request leaves at ``now``, at ``pace``."""
+        slot = self.slot + 1.0 / pace
+        # a late timer keeps the schedule; a longer wait (idle, paused) starts a new one
+        self.slot = slot if now - slot <= _TOLERANCE / pace else now
+        self.granted = now
+        self.grants.add(now)
+
+    def begins_run(self, sent: float, now: float) -> bool:
+        """Whether a 429 for a request granted at ``sent`` begins a run of them: it left
+        after the latest run's first 429 came back (those in flight then only echo it)."""
+        if sent < self.throttled_at:
+            return False
+        self.throttled_at, self.streak = now, self.streak + 1
+        return True
+
+    def hold(
+        self, now: float, retry_after: float | None, reason: str | None, lanes: tuple[Lane, ...]
+    ) -> Pause:
+        """Pause for ``retry_after`` seconds from ``now`` (a guess when None), or for the
+        pause in force if it is longer; the ceiling's ramp starts at its end."""
+        wait = min(2.0 ** (self.streak - 1), _LONGEST_GUESS) if retry_after is None else retry_after
+        if self.pause is None or now + wait > self.pause.until:
+            self.pause = Pause(now + wait, reason or f"Retry-After {round(wait, 1):g} s", lanes)
+        self.ceiling.resume(self.pause.until)
+        return self.pause

@@ -1,0 +1,283 @@
+"""What the pacer learns, with no clock but the numbers given: the grants' history, the
+ceiling 429s reveal, and the budget the X-RateLimit-* headers leave."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from bulkruns.api import RateLimitInfo
+from bulkruns.pace.budget import Budget
+from bulkruns.pace.ceiling import Ceiling
+from bulkruns.pace.history import KEEP, Grants
+
+MARGIN = Ceiling().margin
+
+
+def steady(
+    grants: Grants, rate: float, start: float, end: float, ceiling: Ceiling | None = None
+) -> None:
+    """Grants at ``rate`` from ``start`` up to ``end``, each accepted (for ``ceiling``)."""
+    count = round((end - start) * rate)
+    for i in range(count):
+        grants.add(start + i / rate)
+        if ceiling is not None:
+            ceiling.accepted(grants, start + i / rate)
+
+
+def learnt(rate: float, *, resume: float) -> tuple[Grants, Ceiling]:
+    """A ceiling taught by a 429 after a second at ``rate``, the pause over at ``resume``."""
+    grants, ceiling = Grants(), Ceiling()
+    steady(grants, rate, 0.0, 1.0, ceiling)
+    ceiling.throttled(grants, sent=1.0, floor=1.0)
+    ceiling.resume(resume)
+    return grants, ceiling
+
+
+# -- the history -----------------------------------------------------------------------------
+
+
+def test_grants_count_by_window_and_forget_the_old() -> None:
+    grants = Grants()
+    assert grants.count(-math.inf) == 0
+    assert grants.latest(1) == -math.inf
+    steady(grants, 100, 0.0, 200.0)
+    assert grants.began == 0.0
+    assert grants.count(190.0, 191.0) == 100  # at or after the start, before the end
+    assert grants.count(199.0) == 100
+    assert grants.latest(1) == pytest.approx(199.99)
+    assert grants.latest(100) == pytest.approx(199.0)
+    # a minute and a little more is kept, and no more (the oldest are dropped in batches)
+    assert grants.count(-math.inf) == pytest.approx(KEEP * 100, abs=2)
+    assert grants.latest(10**6) == -math.inf
+
+
+# -- the ceiling -----------------------------------------------------------------------------
+
+
+def test_no_ceiling_until_a_429_and_none_from_too_few_requests() -> None:
+    ceiling = Ceiling()
+    assert ceiling.pace(0.0) == math.inf
+    assert ceiling.due(Grants()) == -math.inf
+    grants = Grants()
+    grants.add(10.0)
+    grants.add(10.5)
+    ceiling.throttled(grants, sent=10.5, floor=1.0)  # the budget was spent by others
+    assert ceiling.value is None
+
+
+def test_the_first_429_sets_the_rate_of_the_second_before_then_a_plateau() -> None:
+    grants, ceiling = Grants(), Ceiling()
+    steady(grants, 100, 0.0, 3.0)
+    grants.add(3.0)  # the refused request
+    ceiling.throttled(grants, sent=3.0, floor=1.0)
+    assert (ceiling.value, ceiling.window) == (100, 1.0)
+    ceiling.resume(5.0)  # the Retry-After's end
+    plateau = 100 * (1 - MARGIN) - 0.5
+    # a ramp from half of the plateau over half a second...
+    assert ceiling.pace(5.0) == pytest.approx(plateau / 2)
+    assert ceiling.pace(5.25) == pytest.approx(0.75 * plateau)
+    # ...then the plateau, for a minute...
+    assert ceiling.pace(5.5) == ceiling.pace(64.9) == pytest.approx(plateau)
+    # ...then a slow climb, a hundredth of the ceiling a second
+    assert ceiling.pace(75.0) == pytest.approx(plateau + 10 * 1.0)
+
+
+def test_429s_for_requests_that_left_before_the_refused_one_come_off_the_ceiling() -> None:
+    # they were counted in its second, but landed after it (slower), and were refused too
+    _, ceiling = learnt(100, resume=3.0)
+    assert ceiling.value == 100
+    ceiling.echoed(0.98)
+    ceiling.echoed(0.99)
+    ceiling.echoed(1.01)  # left after it: never counted
+    ceiling.echoed(-0.5)  # outside the second measured
+    assert ceiling.value == 98
+
+
+def test_a_429_met_while_climbing_confirms_the_ceiling_and_slows_the_next_climb() -> None:
+    grants, ceiling = learnt(100, resume=2.0)
+    # climbing from 62 s; at 72 s, 10 % over the plateau, the limit is met where it was
+    steady(grants, 101, 71.0, 72.0)
+    ceiling.throttled(grants, sent=72.0, floor=1.0)
+    assert (ceiling.value, ceiling.strikes) == (101, 1)
+    ceiling.resume(73.0)
+    plateau = 101 * (1 - MARGIN) - 0.5
+    assert ceiling.pace(73.0 + 119.0) == pytest.approx(plateau)  # twice the plateau now
+    assert ceiling.pace(73.0 + 130.0) == pytest.approx(
+        plateau + 101 * 0.01 * 10 / 2
+    )  # half as steep
+    # found higher up, it rises, and the memory of where it was is dropped
+    steady(grants, 150, 212.0, 213.0)
+    ceiling.throttled(grants, sent=213.0, floor=1.0)
+    assert (ceiling.value, ceiling.strikes) == (150, 0)
+
+
+def test_a_429_on_the_plateau_cuts_the_ceiling_a_little_then_more() -> None:
+    grants, ceiling = learnt(100, resume=3.0)
+    # on the plateau for six seconds, where it was safe: latency jitter, or someone else
+    # spending the budget too
+    steady(grants, 96, 3.0, 9.0, ceiling)
+    ceiling.throttled(grants, sent=9.0, floor=1.0)
+    assert ceiling.value == pytest.approx(96.0)
+    # again soon after: twice the cut, then twice that
+    ceiling.resume(11.0)
+    steady(grants, 92, 11.0, 20.0, ceiling)
+    ceiling.throttled(grants, sent=20.0, floor=1.0)
+    assert ceiling.value == pytest.approx(96.0 * 0.92)
+    # a 429 on the ramp, under the plateau, only says that a window has not drained
+    ceiling.resume(22.0)
+    steady(grants, 30, 22.0, 22.4, ceiling)
+    ceiling.throttled(grants, sent=22.4, floor=1.0)
+    assert ceiling.value == pytest.approx(96.0 * 0.92)
+    # after a plateau held until the climb, a small cut again
+    ceiling.resume(23.0)
+    steady(grants, 90, 23.0, 90.0, ceiling)
+    ceiling.throttled(grants, sent=90.0, floor=1.0)  # met while climbing
+    assert ceiling.value == 90
+    ceiling.resume(91.0)
+    steady(grants, 86, 91.0, 95.0, ceiling)
+    ceiling.throttled(grants, sent=95.0, floor=1.0)
+    assert ceiling.value == pytest.approx(90 * 0.96)
+    # and never below the floor
+    for _ in range(10):
+        ceiling.resume(91.0)
+        ceiling.throttled(grants, sent=95.0, floor=60.0)
+    assert ceiling.value == 60.0
+
+
+def test_a_longer_window_explains_a_429_after_a_pause_and_must_drain() -> None:
+    # a limit of 2,000 requests in 10 s: told 400 a second, the first 429 comes at 5 s and
+    # reads 400 a second; after the pause the window is still nearly full, and the 429 that
+    # follows at once is explained by ten seconds, not by one (which accepted far more)
+    grants, ceiling = Grants(), Ceiling()
+    steady(grants, 400, 0.0, 5.0)
+    ceiling.throttled(grants, sent=5.0, floor=1.0)
+    assert (ceiling.value, ceiling.window) == (400, 1.0)
+    ceiling.accepted(grants, 4.99)
+    ceiling.resume(10.0)
+    steady(grants, 200, 10.0, 10.2)
+    ceiling.throttled(grants, sent=10.2, floor=1.0)
+    assert ceiling.window == 10.0
+    assert ceiling.value == pytest.approx((2000 - 80 + 40) / 10)
+    # and the next request waits until that window has room at the plateau
+    room = math.floor(((2000 - 80 + 40) / 10 * (1 - MARGIN) - 0.05) * 10) - 1
+    assert ceiling.due(grants) == pytest.approx(grants.latest(room) + 10.0)
+    assert ceiling.due(grants) > 10.2
+
+
+# -- the budget ------------------------------------------------------------------------------
+
+
+def test_no_numbers_no_limit() -> None:
+    budget = Budget()
+    assert budget.pace(0.0, Grants()) == math.inf
+    budget.update(None, sent=0.0, now=0.1, grants=Grants())
+    budget.update(RateLimitInfo(100, None), sent=0.0, now=0.1, grants=Grants())
+    assert (budget.pace(0.2, Grants()), budget.allowed) == (math.inf, None)
+
+
+def test_what_is_left_less_what_is_in_flight_holds_the_lane() -> None:
+    budget, grants = Budget(), Grants()
+    for sent in (0.0, 0.1, 0.2, 0.3):
+        grants.add(sent)
+    budget.update(RateLimitInfo(10, 3), sent=0.1, now=0.35, grants=grants)
+    # three left when the second arrived; two more left since: one left, the reserve
+    assert budget.pace(0.35, grants) == 0.0
+    budget.update(RateLimitInfo(10, 2), sent=0.2, now=0.4, grants=grants)
+    budget.update(RateLimitInfo(10, 1), sent=0.3, now=0.45, grants=grants)
+    assert budget.pace(0.5, grants) == 0.0
+    # held with nothing in flight, it sends one request after a moment, to see
+    assert budget.pace(0.45 + 0.3, grants) == math.inf
+    # an older request's answer, coming late, changes nothing
+    budget.update(RateLimitInfo(10, 9), sent=0.0, now=0.8, grants=grants)
+    assert budget.pace(0.5, grants) == 0.0
+
+
+def test_a_rolling_window_is_followed_at_its_refill_rate() -> None:
+    # sending 50 a second into a full rolling window that gives back 50 a second: Remaining
+    # stays at 5, and the budget lets the lane go on at that rate
+    budget, grants = Budget(), Grants()
+    for i in range(300):
+        sent = i / 50
+        grants.add(sent)
+        budget.update(RateLimitInfo(600, 5), sent=sent, now=sent + 0.03, grants=grants)
+    now = 299 / 50 + 0.031
+    # the refill rate, and what is left now (what came back since the latest answer, too)
+    # brought down to the reserve within a quarter of a second
+    assert budget.pace(now, grants) == pytest.approx(50 + (5 + 50 * 0.031 - 1) / 0.25, rel=0.02)
+    assert budget.allowed is None  # a rolling window tells no length
+
+
+def fixed_window(
+    budget: Budget, grants: Grants, *, limit: int, rate: float, seconds: float
+) -> None:
+    """Requests at ``rate`` into windows of ``limit`` a second, counted 30 ms after they
+    leave, answered 5 ms later, with only Limit and Remaining."""
+    used: dict[int, int] = {}
+    for i in range(round(rate * seconds)):
+        sent = i / rate
+        window = math.floor(sent + 0.03)
+        used[window] = used.get(window, 0) + 1
+        grants.add(sent)
+        left = max(0, limit - used[window])
+        budget.update(RateLimitInfo(limit, left), sent=sent, now=sent + 0.035, grants=grants)
+
+
+def test_a_fixed_window_is_learnt_from_its_resets_and_then_paced_evenly() -> None:
+    budget, grants = Budget(), Grants()
+    fixed_window(budget, grants, limit=100, rate=90, seconds=2.5)
+    assert budget.window is None  # two resets so far: not yet a steady length
+    fixed_window(budget, grants, limit=100, rate=90, seconds=6.0)
+    assert budget.window == pytest.approx(1.0, abs=0.01)
+    assert budget.allowed == pytest.approx(100, rel=0.01)
+    assert budget.pace(6.0, grants) == pytest.approx(97, rel=0.01)
+
+
+def test_an_announced_reset_spreads_what_is_left_until_it() -> None:
+    budget, grants = Budget(), Grants()
+    for sent in (0.0, 0.1):
+        grants.add(sent)
+    budget.update(RateLimitInfo(100, 41, 0.5), sent=0.0, now=0.04, grants=grants)
+    # 41 left, one in flight, one kept: 39 over the half second to the reset
+    assert budget.pace(0.04, grants) == pytest.approx(39 / 0.5)
+    assert budget.window == 0.5
+    assert budget.allowed == 200
+    # once it has passed, a fresh window, spread evenly at the announced rate
+    assert budget.pace(0.6, grants) == pytest.approx(200 * 0.97)
+
+
+def test_a_pause_refills_the_window_without_teaching_a_reset_or_a_refill_rate() -> None:
+    budget, grants = Budget(), Grants()
+    for i, (sent, left) in enumerate([(0.0, 2), (0.01, 1), (0.02, 0), (3.0, 99), (3.01, 98)]):
+        grants.add(sent)
+        if i == 3:
+            budget.pause(2.5)  # a 429 paused the lane until 2.5
+        budget.update(RateLimitInfo(100, left), sent=sent, now=sent + 0.03, grants=grants)
+    assert budget.window is None
+    assert budget.pace(3.05, grants) == pytest.approx((98 - 1) / 0.25)  # no refill rate
+
+
+def test_a_late_count_is_ignored_and_a_broken_rhythm_is_learnt_again() -> None:
+    # fixed windows of 100 that reset at 1, 2, 3, 4, then at 5.3 and 6.9; a request every
+    # 10 ms, counted 10 or 40 ms after it leaves and answered at once or 30 ms later, so that
+    # some answers come back after a newer one showed the reset
+    resets = [0.0, 1.0, 2.0, 3.0, 4.0, 5.3, 6.9, 100.0]
+    budget, grants, used = Budget(), Grants(), [0] * len(resets)
+    answers, rng = [], random.Random(8)
+    for i in range(750):
+        sent = i / 100
+        counted = sent + rng.choice((0.01, 0.04))
+        window = next(k for k, end in enumerate(resets) if counted < end) - 1
+        used[window] += 1
+        grants.add(sent)
+        answers.append((counted + rng.choice((0.0, 0.03)), sent, 100 - used[window]))
+        if sent == 4.5:
+            assert budget.window == pytest.approx(1.0, abs=0.02)
+            assert budget.pace(sent, grants) == pytest.approx(97, rel=0.02)
+        for arrived, carried, left in sorted(a for a in answers if a[0] <= sent):
+            budget.update(RateLimitInfo(100, left), sent=carried, now=arrived, grants=grants)
+        answers = [a for a in answers if a[0] > sent]
+    # out of step from 5.3 on: the length is learnt afresh, and not from two resets alone
+    assert budget.window is None

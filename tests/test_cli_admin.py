@@ -92,7 +92,10 @@ def test_resume_and_undo_read_the_organisation_and_server_from_the_log(
 
 
 def test_every_command_helps_with_examples_environment_and_exit_codes(tmp_path: Path) -> None:
-    names = ["list", "archive", "activate", "update", "delete", "resume", "undo", "report"]
+    names = [
+        *("list", "archive", "activate", "update", "delete"),
+        *("resume", "undo", "report", "rethrottle"),
+    ]
     results = run_many([([name, "--help"], dict(os.environ)) for name in names], cwd=tmp_path)
     for name, result in zip(names, results, strict=True):
         text = result.out
@@ -101,13 +104,16 @@ def test_every_command_helps_with_examples_environment_and_exit_codes(tmp_path: 
         assert 2 <= len(examples) <= 3, name
         assert "Exit codes:" in text, name
         assert re.search(r"^    0 ", text, re.MULTILINE), name
-        assert ("130" in text) == (name != "report"), name
+        assert ("130" in text) == (name not in ("report", "rethrottle")), name
         if name == "report":
             assert "Environment: none" in text
+        elif name == "rethrottle":  # it finds the job by its lock: no token
+            assert "TALLYFY_ORG_ID" in text
+            assert "TALLYFY_ACCESS_TOKEN" not in text
         else:
             for variable in ("TALLYFY_ORG_ID", "TALLYFY_ACCESS_TOKEN", "HTTPS_PROXY"):
                 assert variable in text, (name, variable)
-        if name not in ("resume", "undo", "report"):
+        if name not in ("resume", "undo", "report", "rethrottle"):
             # the age units, and the one refused
             assert "30min, 12h, 90d, 2w, 6mo, 1y or 45s" in text, name
             assert "a bare m is refused" in text, name

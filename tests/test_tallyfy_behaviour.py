@@ -4,6 +4,8 @@ loopback HTTP, each test a way the real server differs and what bulkruns does ab
 from __future__ import annotations
 
 import os
+import re
+import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-from cli_support import ThreadedSandbox
+from cli_support import ThreadedSandbox, start
 from cli_support import run as cli_run
 from engine_support import FAST, complete, ids_with, records, run, serve
 
@@ -23,7 +25,7 @@ from bulkruns.job import Job, JobOptions, JobSpec, Summary
 from bulkruns.journal import read_journal
 from bulkruns.journal import writer as journal_writer
 from bulkruns.model import Operation, RunFilter
-from bulkruns.sandbox import Sandbox
+from bulkruns.sandbox import Limit, Sandbox
 
 pytestmark = pytest.mark.anyio
 
@@ -474,5 +476,82 @@ def test_resume_and_undo_read_their_log_only_once_the_lock_is_held(
         assert "another bulkruns job for organisation" in result.err
         assert "corrupt" not in result.err  # refused before the log was read
         assert box.stats()["total"] == 0
+    finally:
+        box.stop()
+
+
+# -- a throttle is not a failure ------------------------------------------------------------
+
+
+async def test_429s_spend_no_attempts_and_an_edge_proxys_html_429_is_one(tmp_path: Path) -> None:
+    # no X-RateLimit-* headers: the pacer must meet 429s to find the limit
+    edge = Limit.parse("8/1s penalty=1 html quiet")  # an edge proxy's: its 429s are HTML
+    shape = (edge,)
+    async with serve(runs=80, rate_limit=0, limits=shape) as (sandbox, client):
+        targets = ids_with(sandbox, complete)
+        # told far too fast, with a single attempt per request: every 429 is waited out
+        summary = await run(
+            client,
+            Operation(name="archive"),
+            RunFilter(status="complete"),
+            tmp_path / "j",
+            rate=200.0,
+            max_attempts=1,
+        )
+        assert summary.failed == 0
+        assert summary.ok == len(targets)
+        assert summary.throttled > 0
+        refused = sandbox.state.stats()["throttled_by"]
+        assert sum(refused.values()) == summary.throttled  # each an HTML page, read as a 429
+
+
+async def test_a_wait_longer_than_max_wait_stops_the_job_resumably(tmp_path: Path) -> None:
+    hourly = (Limit.parse("6/1h fixed hourly"),)
+    async with serve(runs=60, rate_limit=0, limits=hourly) as (_, client):
+        journal = tmp_path / "capped.jsonl"
+        summary = await run(
+            client,
+            Operation(name="archive"),
+            RunFilter(status="complete"),
+            journal,
+            max_wait=60.0,
+        )
+        assert summary.aborted == "throttled"
+        assert summary.message is not None
+        assert "hourly limit" in summary.message
+        assert "--max-wait" in summary.message
+        assert summary.failed == 0  # a throttle is no failure
+        state = read_journal(journal)
+        assert state.counts["failed"] == 0
+        assert JobSpec.resume(journal).query is not None  # resumable, by its query
+
+
+def test_a_long_pause_is_shown_and_max_wait_ends_it_resumably(tmp_path: Path) -> None:
+    box = ThreadedSandbox(runs=60, rate_limit=0, limits=(Limit.parse("4/10min quiet"),)).start()
+    try:
+        env = box.env(tmp_path)
+        args = ["archive", "--status", "complete", "--rate", "0", "--log", "j.jsonl"]
+        # a wait of about ten minutes, more than --max-wait allows: stopped, resumable
+        capped = cli_run([*args, "--max-wait", "1min"], env=env, cwd=tmp_path)
+        assert capped.code == 3, capped.err
+        assert "archive aborted (throttled)" in capped.out
+        assert "longer than --max-wait 60 s" in capped.out
+        assert f"resume: bulkruns resume {tmp_path / 'j.jsonl'}" in capped.out
+        # allowed to wait, it says so at once, with the reason and when it ends
+        waiting = start([*args[:-2], "--log", "w.jsonl", "--max-wait", "2h"], env=env, cwd=tmp_path)
+        try:
+            line = ""
+            assert waiting.stderr is not None
+            while "waiting until" not in line:
+                line = waiting.stderr.readline()
+                assert line, "the job ended without saying it waits"
+            assert re.search(r"Retry-After \d+ s: waiting until \d\d:\d\d UTC", line), line
+            waiting.send_signal(signal.SIGTERM)
+            assert waiting.wait(30) == 130
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait()
+            waiting.communicate()
     finally:
         box.stop()

@@ -16,8 +16,10 @@ from bulkruns.cli import flags
 from bulkruns.cli.helptext import epilog
 from bulkruns.cli.inputs import job_options, parse_set
 from bulkruns.cli.listing import list_runs
+from bulkruns.cli.lock import lock_path
 from bulkruns.cli.report import preview_resume, report
-from bulkruns.cli.root import connection, guarded, main, options_after_command
+from bulkruns.cli.rethrottle import request_rate
+from bulkruns.cli.root import connection, destination, guarded, main, options_after_command
 from bulkruns.cli.session import Confirm, job_lock, run_job
 from bulkruns.errors import ConfigError, JournalError
 from bulkruns.job import JobOptions, JobSpec
@@ -108,14 +110,19 @@ def _log_header(path_text: str) -> dict[str, Any]:
         raise JournalError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _command(name: str, *, connects: bool = True) -> Callable[[Callable[..., Any]], click.Command]:
+def _command(
+    name: str, *, connects: bool = True, locates: bool = False
+) -> Callable[[Callable[..., Any]], click.Command]:
     """A subcommand of ``bulkruns``: its help ends with examples, the environment it reads
-    and its exit codes; one that connects takes the global options after it too."""
+    and its exit codes; one that connects takes the global options after it too, and one
+    that only locates the organisation's job takes ``--org`` and ``--base-url``."""
 
     def wrap(function: Callable[..., Any]) -> click.Command:
         command = main.command(name, epilog=epilog(name))(function)
         if connects:  # listed after the command's own options
             command.params += options_after_command()
+        elif locates:
+            command.params += options_after_command(only=("--org", "--base-url"))
         return command
 
     return wrap
@@ -303,6 +310,23 @@ def list_command(
         per_page=options.per_page,
         limit=options.limit,
     )
+
+
+@_command("rethrottle", connects=False, locates=True)
+@click.option(
+    "--rate",
+    type=float,
+    required=True,
+    help="Requests per second, listing included; 0 = unpaced.",
+)
+@guarded
+def rethrottle_command(rate: float) -> int:
+    """Change the pace of the organisation's running job, within a second: its display and
+    its log show the change. It needs no token: it finds the job by its lock."""
+    JobOptions(rate=rate)  # the rate is checked as a job's is
+    org, base_url = destination()
+    lock = lock_path(org, base_url)
+    return request_rate(lock, rate, describe=f"organisation {org!r} at {base_url}")
 
 
 @_command("report", connects=False)

@@ -17,7 +17,7 @@ from click.shell_completion import CompletionItem
 from bulkruns.cli.helptext import AGES
 from bulkruns.cli.inputs import Display, IdSource, default_journal
 from bulkruns.errors import ConfigError
-from bulkruns.model import ARCHIVED_STYLES, STATUSES, RunFilter, parse_when
+from bulkruns.model import ARCHIVED_STYLES, STATUSES, RunFilter, parse_duration, parse_when
 
 __all__ = [
     "complete_logs",
@@ -49,6 +49,20 @@ _FILTER_KEYS = (
     "updated_before",
 )
 _DATE_KEYS = ("created_before", "updated_before")
+
+
+class _Duration(click.ParamType[Any, Any]):
+    """A wait such as ``90s``, ``30min`` or ``2h`` (a bare number is seconds), in seconds."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class _MaxFailures(click.ParamType[Any, Any]):
@@ -194,6 +208,12 @@ def job_flags(*, log: bool = True, dry_run: bool = True) -> Decorator:
             type=_MaxFailures(),
             help="Abort after more failed items than this; 'none' for no limit [100].",
         ),
+        click.option(
+            "--max-wait",
+            type=_Duration(),
+            help="The longest pause Tallyfy may ask for (an hourly cap), such as 30min or 2h; "
+            "past it the job stops, resumable [1h].",
+        ),
         click.option("--limit", type=int, help="Process at most N runs."),
         click.option(
             "--archived-style",
@@ -276,7 +296,7 @@ def given_options(kw: dict[str, Any]) -> dict[str, Any]:
     """The job options given on the command line (the others come from defaults)."""
     flags = {
         name: kw[name]
-        for name in ("concurrency", "rate", "max_attempts", "limit", "per_page")
+        for name in ("concurrency", "rate", "max_attempts", "max_wait", "limit", "per_page")
         if kw.get(name) is not None
     }
     if kw.get("archived_style") is not None:

@@ -26,6 +26,7 @@ _EXAMPLES = {
     "activate": (
         "bulkruns activate --checklist-id 3b1e… --created-before 2025-01-31",
         "bulkruns activate --ids-file restore.txt",
+        "bulkruns activate --all --max-wait 2h    # every archived run; wait out an hourly cap",
     ),
     "update": (
         "bulkruns update --status active --q 'Q3 review' --set starred=true",
@@ -49,6 +50,10 @@ _EXAMPLES = {
         "bulkruns report job.jsonl --json | jq .failed",
         "bulkruns report job.jsonl --failed-ids > retry.txt",
     ),
+    "rethrottle": (
+        "bulkruns rethrottle --rate 2          # leave room for another integration",
+        "bulkruns rethrottle --rate 10 --org ORG",
+    ),
 }
 
 _CONNECTION = (
@@ -63,7 +68,11 @@ _LOCK = (("XDG_STATE_HOME", "where the lock of one job per organisation lives"),
 _JOB_EXITS = (
     (0, "every item done"),
     (1, "finished, but some items failed, or the selection could not be proven complete"),
-    (2, "usage, configuration or input error, or another job holds the lock: nothing sent"),
+    (
+        2,
+        "usage, configuration or input error, another job holds the lock, or Tallyfy ignores "
+        "the filter: nothing changed",
+    ),
     (3, "aborted (token refused, failure budget, listing failed): resumable"),
     (130, "interrupted by Ctrl-C or SIGTERM: resumable"),
 )
@@ -76,6 +85,15 @@ _LIST_EXITS = (
 _REPORT_EXITS = (
     (0, "the log was read"),
     (2, "usage error, or a log that is missing or cannot be read"),
+)
+_RETHROTTLE_EXITS = (
+    (0, "the running job paces at the new rate"),
+    (1, "the running job did not answer"),
+    (2, "usage error, or no job is running for the organisation"),
+)
+_LOCATION = (
+    ("TALLYFY_ORG_ID", "the organisation (--org)"),
+    ("TALLYFY_BASE_URL", "the API root (--base-url)"),
 )
 
 _SELECTING = ("list", "archive", "activate", "update", "delete")
@@ -96,10 +114,13 @@ def epilog(command: str) -> str:
         )
     if command == "report":
         parts.append("Environment: none; the log names the organisation and the server.")
+    elif command == "rethrottle":
+        parts += ["Environment:", _table(_LOCATION + _LOCK)]
     else:
         parts += ["Environment:", _table(_CONNECTION + (_LOCK if command != "list" else ()))]
-    exits = {"list": _LIST_EXITS, "report": _REPORT_EXITS}.get(command, _JOB_EXITS)
-    parts += ["Exit codes:", _table(exits)]
+    exits = {"list": _LIST_EXITS, "report": _REPORT_EXITS, "rethrottle": _RETHROTTLE_EXITS}
+    exits_of = exits.get(command, _JOB_EXITS)
+    parts += ["Exit codes:", _table(exits_of)]
     return "\n\n".join(parts)
 
 

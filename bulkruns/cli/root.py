@@ -20,6 +20,7 @@ from typing import IO, Any
 import click
 from click.core import ParameterSource
 
+from bulkruns.api import DEFAULT_BASE_URL, normalise_base_url
 from bulkruns.api.client import VERSION
 from bulkruns.cli import helptext
 from bulkruns.cli.inputs import Connection, read_connection
@@ -152,13 +153,14 @@ def _global_options() -> list[tuple[str, str | None, dict[str, Any]]]:
     ]
 
 
-def options_after_command() -> list[click.Parameter]:
+def options_after_command(*, only: tuple[str, ...] | None = None) -> list[click.Parameter]:
     """The global options as a command takes them after its name: no environment variable
     (the root reads it), and kept aside for :func:`connection`, where they win over the
-    root's values."""
+    root's values. ``only`` keeps those flags alone (a command that needs no token)."""
     return [
         click.Option([flag], expose_value=False, callback=_remember, **settings)
         for flag, _, settings in _global_options()
+        if only is None or flag in only
     ]
 
 
@@ -199,12 +201,39 @@ def connection(*, timeout: float | None = None, log: Mapping[str, Any] | None = 
         ConfigError: a global option given both before and after the command, or what
             :func:`~bulkruns.cli.inputs.read_connection` refuses.
     """
+    values, flags = _global_values()
+    for name in ("org", "base_url"):
+        recorded = log.get(name) if log is not None else None
+        if values[name] is None and isinstance(recorded, str):
+            values[name] = recorded
+    return read_connection(**values, timeout=timeout, flags=tuple(flags))
+
+
+def destination() -> tuple[str, str]:
+    """The organisation and the API root (canonical), as :func:`connection` finds them,
+    with no token: for a command that only looks for the organisation's running job.
+
+    Raises:
+        ConfigError: no organisation, or a base URL the client would refuse.
+    """
+    values, _ = _global_values()
+    org = (values["org"] or "").strip()
+    if not org:
+        raise ConfigError(
+            "no organisation given: pass --org ORG or set TALLYFY_ORG_ID "
+            "to your Tallyfy Organization ID"
+        )
+    return org, normalise_base_url(values["base_url"] or DEFAULT_BASE_URL)
+
+
+def _global_values() -> tuple[dict[str, Any], list[str]]:
+    """The global options given before or after the command (or by the environment), and
+    those typed on the command line as flags, to repeat in the commands shown later."""
     ctx = click.get_current_context()
     root = ctx.find_root()
     g: GlobalOptions = root.obj
     after: dict[str, Any] = ctx.meta.get(_AFTER, {})
     values: dict[str, Any] = {}
-    # The resume and undo commands shown later repeat the global options typed here.
     flags: list[str] = []
     for name in _GLOBALS:
         flag = f"--{name.replace('_', '-')}"
@@ -215,11 +244,7 @@ def connection(*, timeout: float | None = None, log: Mapping[str, Any] | None = 
         if value is not None and (before or name in after):
             # a file's absolute path, so the command works from any folder (cron's is $HOME)
             flags += [flag, os.path.abspath(value) if isinstance(value, Path) else value]
-    for name in ("org", "base_url"):
-        recorded = log.get(name) if log is not None else None
-        if values[name] is None and isinstance(recorded, str):
-            values[name] = recorded
-    return read_connection(**values, timeout=timeout, flags=tuple(flags))
+    return values, flags
 
 
 def _os_error(exc: BaseException) -> OSError | None:

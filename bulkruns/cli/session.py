@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -18,11 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from types import FrameType
 
+import anyio
+
 from bulkruns.api import Client
 from bulkruns.cli.inputs import Connection, Display, IdSource, check_new_log
 from bulkruns.cli.listing import sample_runs
 from bulkruns.cli.lock import JobLock
 from bulkruns.cli.output import Reporter, make_reporter
+from bulkruns.cli.rethrottle import RateWatch
 from bulkruns.cli.summary import (
     EXIT_INTERRUPTED,
     EXIT_USAGE,
@@ -154,7 +158,8 @@ def run_job(
                 "the plan is incomplete: run the dry run again",
             )
         try:
-            summary = asyncio.run(_run(client, job, reporter, display, notes=notes))
+            watch = RateWatch(lock.path, functools.partial(_rethrottle, job, reporter))
+            summary = asyncio.run(_run(client, job, reporter, display, notes=notes, watch=watch))
         except KeyboardInterrupt:
             raise ExitError(
                 "interrupted before the job started; nothing was changed", EXIT_INTERRUPTED
@@ -170,10 +175,17 @@ def run_job(
 
 
 async def _run(
-    client: Client, job: Job, reporter: Reporter, display: Display, *, notes: tuple[str, str]
+    client: Client,
+    job: Job,
+    reporter: Reporter,
+    display: Display,
+    *,
+    notes: tuple[str, str],
+    watch: RateWatch,
 ) -> Summary:
-    """Run the job with its signal handlers. ``notes`` say how to carry on: at the start,
-    and when a second Ctrl-C ends the job at once."""
+    """Run the job with its signal handlers, and ``watch`` for ``bulkruns rethrottle``.
+    ``notes`` say how to carry on: at the start, and when a second Ctrl-C ends the job at
+    once."""
     loop = asyncio.get_running_loop()
     async with client:
         stopping = False
@@ -201,12 +213,22 @@ async def _run(
             reporter.print(f"{job.operation.name}: journal {job.options.journal} ({notes[0]})")
         reporter.start()
         try:
-            return await job.run()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch.run)
+                summary = await job.run()
+                tg.cancel_scope.cancel()
+            return summary
         finally:
             reporter.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
             interrupt_on_sigterm()  # removing the handler restored the default (exit 143)
+
+
+def _rethrottle(job: Job, reporter: Reporter, rate: float) -> None:
+    job.set_rate(rate)
+    pace = f"{rate:g} requests/s" if rate else "unpaced"
+    reporter.print(f"{job.operation.name}: pace changed to {pace} (bulkruns rethrottle)")
 
 
 def _confirm_delete(conn: Connection, spec: JobSpec, confirm: Confirm) -> int:

@@ -221,6 +221,11 @@ def summary_lines(
     lines = [f"{stamp} {head}" if stamp else head]
     if not s.dry_run:
         lines.append(f"  ok {s.ok:,}  failed {s.failed:,}  skipped {s.skipped:,}")
+    if s.limit_found is not None:
+        lines.append(
+            f"  Tallyfy seemed to allow about {s.limit_found:,.1f} requests/s, less than the rate "
+            "asked: the job kept under it"
+        )
     if s.mismatched:
         lines.append(
             f"  left alone {s.mismatched:,}: Tallyfy listed them, but they show they do not "

@@ -16,28 +16,28 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import NoReturn, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 import anyio
 
 from bulkruns.api import Client, Page
-from bulkruns.errors import APIError, AuthError, FilterIgnored, TransportError
+from bulkruns.errors import APIError, FilterIgnored, TransportError
 from bulkruns.job.apply import Applier
 from bulkruns.job.options import JobOptions
 from bulkruns.job.pool import Pool
 from bulkruns.job.record import Recorder
+from bulkruns.job.sender import Sender
 from bulkruns.job.spec import JobSpec
 from bulkruns.job.tally import Tally
 from bulkruns.job.values import ProgressHook, Summary
 from bulkruns.journal import JournalState
+from bulkruns.journal.schema import rate_record
 from bulkruns.model import ItemResult, Operation, RunFilter, Work
-from bulkruns.pace import Attempts, Pacer, RetryPolicy, send_paced
+from bulkruns.pace import Attempts
 from bulkruns.select import Coverage, Outlet, Sweeper, feed
 
 __all__ = ["Job"]
-
-T = TypeVar("T")
 
 # Aborts that come before any change (the token refused at the first request, a filter the
 # server ignores): a new job's log is then of no use.
@@ -128,14 +128,11 @@ class Job:
         self.operation = spec.operation
         self.options = options = spec.options
         self._on_progress = on_progress
-        self._pacer = Pacer(options.rate)
-        self._policy = RetryPolicy(
-            max_attempts=options.max_attempts, max_elapsed=options.max_elapsed
-        )
         self._pool = Pool(options.concurrency)
         self._coverage = Coverage()
         earlier = len(spec.resumed.done) if spec.resumed is not None else 0
         self._tally = Tally(spec.operation.name, self._coverage, earlier=earlier)
+        self._sender = Sender(options, self._tally, on_retry=self._report, halt=self._halt)
         self._recorder = Recorder(
             options.journal_path,
             resumed=spec.resumed is not None,
@@ -146,7 +143,7 @@ class Job:
         self._applier = Applier(
             client,
             spec.operation,
-            self._attempt,
+            self._sender.send,
             self._recorder,
             dry_run=options.dry_run,
             plan_written=spec.query is None,
@@ -162,6 +159,17 @@ class Job:
         if self._limit is not None and resumed is not None:
             self._limit = max(0, self._limit - len(resumed.done))
         self._ran = False
+
+    def set_rate(self, rate: float) -> None:
+        """Change the job's pace at once: requests per second, listing and changes together
+        (0 for unpaced). The change is written to the log and shown in the progress.
+
+        Raises:
+            ConfigError: not a number of requests per second.
+        """
+        self._sender.set_rate(rate)
+        self._recorder.write(rate_record(rate))
+        self._report()
 
     # -- stopping ------------------------------------------------------------------------
 
@@ -273,7 +281,7 @@ class Job:
             self.client.list_runs, params, page=number, per_page=self.options.per_page
         )
         try:
-            return await self._attempt(list_runs, Attempts(), read=True)
+            return await self._sender.send(list_runs, Attempts(), read=True)
         except APIError as exc:
             await self._halt("listing", f"listing page {number} failed: {exc}")
         except TransportError as exc:  # its message names the page already
@@ -291,63 +299,13 @@ class Job:
                 "fix the cause, then resume the job",
             )
 
-    async def _attempt(
-        self,
-        request: Callable[[], Awaitable[T]],
-        attempts: Attempts,
-        *,
-        read: bool,
-        on_send: Callable[[], None] | None = None,
-    ) -> T:
-        """Send one request through the job's pacer, retrying as its policy allows.
-
-        Args:
-            request: makes the request afresh for each attempt.
-            attempts: counts the attempts, and whether one may have been applied.
-            read: the request only reads.
-            on_send: called as each attempt leaves, before it is counted.
-        """
-
-        def sent() -> None:
-            if on_send is not None:
-                on_send()
-            self._tally.sent()
-
-        async def answered() -> T:
-            tally = self._tally
-            tally.in_flight += 1
-            try:
-                return await request()
-            finally:
-                tally.in_flight -= 1
-
-        try:
-            return await send_paced(
-                answered,
-                self._pacer,
-                self._policy,
-                attempts,
-                lane="read" if read else "write",
-                on_send=sent,
-                on_error=self._failed_attempt,
-            )
-        except AuthError as exc:
-            await self._halt(
-                "auth",
-                f"Tallyfy refused the access token ({exc}); check TALLYFY_ACCESS_TOKEN "
-                "or --token-file",
-            )
-
-    def _failed_attempt(self, error: APIError | TransportError, retrying: bool) -> None:
-        self._tally.failed_attempt(error, retrying)
-        if retrying:
-            self._report()
-
     # -- reporting -----------------------------------------------------------------------
 
     def _report(self, item: ItemResult | None = None) -> None:
         if self._on_progress is not None:
-            self._on_progress(self._tally.progress(self._pacer.current_rate, item))
+            sender = self._sender
+            progress = self._tally.progress(sender.rate, item, pause=sender.pause())
+            self._on_progress(progress)
 
     def _summary(self) -> Summary:
         reason, message = self._stopped or (None, None)
@@ -356,4 +314,5 @@ class Job:
             aborted=reason,
             message=message,
             dry_run=self.options.dry_run,
+            limit_found=self._sender.found,
         )

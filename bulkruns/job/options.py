@@ -22,7 +22,16 @@ TALLYFY_RATE = 10.0
 """Tallyfy's limit: 600 requests a minute."""
 
 # The settings a log records for the sessions after the first, which take them as defaults.
-_RECORDED = ("concurrency", "rate", "max_attempts", "max_failures", "limit", "archived", "per_page")
+_RECORDED = (
+    "concurrency",
+    "rate",
+    "max_attempts",
+    "max_failures",
+    "max_wait",
+    "limit",
+    "archived",
+    "per_page",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +43,8 @@ class JobOptions:
         rate: requests per second for listing and changes together; 0 means unpaced.
         max_attempts: attempts per request, the first included.
         max_elapsed: seconds after which a failing request is no longer retried.
+        max_wait: the longest pause a 429 may ask for (an hourly cap, say): the job waits it
+            out, and ends resumably when the server asks for longer.
         max_failures: abort once more items than this have failed; None for no budget.
         limit: process at most this many items.
         journal: the result log's path; None keeps no log (the job cannot be resumed).
@@ -54,6 +65,7 @@ class JobOptions:
     rate: float = TALLYFY_RATE
     max_attempts: int = 8
     max_elapsed: float = 300.0
+    max_wait: float = 3600.0
     max_failures: int | None = 100
     limit: int | None = None
     journal: str | os.PathLike[str] | None = None
@@ -69,6 +81,7 @@ class JobOptions:
         settings.number("rate", self.rate, low=0, meaning="requests per second, 0 for unpaced")
         settings.whole("max_attempts", self.max_attempts, low=1)
         settings.number("max_elapsed", self.max_elapsed, low=0, above=True, meaning="seconds")
+        settings.number("max_wait", self.max_wait, low=0, meaning="seconds")
         settings.whole("max_failures", self.max_failures, low=0, none_ok=True)
         settings.whole("limit", self.limit, low=1, none_ok=True)
         settings.choice("archived", self.archived, ARCHIVED_STYLES)

@@ -86,6 +86,7 @@ class Tally:
         aborted: str | None,
         message: str | None,
         dry_run: bool,
+        limit_found: float | None = None,
     ) -> Summary:
         """How the session ended."""
         c, coverage = self.counts, self.coverage
@@ -106,4 +107,5 @@ class Tally:
             message=message if message is not None else coverage.message,
             dry_run=dry_run,
             mismatched=coverage.mismatched,
+            limit_found=limit_found,
         )

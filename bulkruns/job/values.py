@@ -75,11 +75,13 @@ class Summary:
         sweeps: passes made over the query (0 for a job over pinned IDs).
         verified: a final pass, made with no change in flight, found nothing left to do.
         aborted: why the job stopped early (``auth``, ``failure-budget``, ``listing``,
-            ``journal``, ``filter-ignored``, ``interrupted``), or None.
+            ``journal``, ``throttled``, ``filter-ignored``, ``interrupted``), or None.
         message: a sentence about the abort or an incomplete selection, or None.
         dry_run: nothing was changed.
         mismatched: runs the server listed that showed they do not match the filter (it
             ignored part of it): left alone.
+        limit_found: the requests per second the server seemed to allow, when it was below
+            the configured rate (from its 429s or its ``X-RateLimit-*`` headers).
     """
 
     operation: str
@@ -98,6 +100,7 @@ class Summary:
     message: str | None
     dry_run: bool
     mismatched: int = 0
+    limit_found: float | None = None
 
     @property
     def items(self) -> int:
@@ -129,4 +132,5 @@ class Summary:
             "message": self.message,
             "dry_run": self.dry_run,
             "mismatched": self.mismatched,
+            "limit_found": None if self.limit_found is None else round(self.limit_found, 2),
         }

@@ -10,6 +10,7 @@ Records (``None`` values are left out)::
     {"type":"claim","id":…,"before":{…}?}          just before an item's first request
     {"type":"item","id":…,"outcome":"ok|failed|skipped","status":…,"attempts":…,
      "error":…,"request_id":…,"before":{…},"note":…,"unknown":true?}
+    {"type":"rate","rate":R,"at":…}                 the job's pace changed while it ran
     {"type":"summary",…}                            the end of each session of the job
 
 Resume state (:func:`fold`): for each id the last record wins. ``ok`` and ``skipped`` are
@@ -41,6 +42,7 @@ __all__ = [
     "plan_end_record",
     "planned_record",
     "planned_work",
+    "rate_record",
     "summary_record",
     "utcnow",
 ]
@@ -133,6 +135,11 @@ def item_record(result: ItemResult, before: Mapping[str, Any] | None, *, unknown
         note=result.note,
         unknown=unknown or None,
     )
+
+
+def rate_record(rate: float) -> Record:
+    """The job's pace changed while it ran (``bulkruns rethrottle``)."""
+    return {"type": "rate", "rate": rate, "at": utcnow()}
 
 
 def summary_record(summary: Mapping[str, Any]) -> Record:

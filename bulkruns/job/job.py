@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import NoReturn
 
 import anyio
 
-from bulkruns.api import Client, Page
-from bulkruns.errors import APIError, FilterIgnored, TransportError
+from bulkruns.api import Client
+from bulkruns.errors import FilterIgnored
 from bulkruns.job.apply import Applier
 from bulkruns.job.options import JobOptions
 from bulkruns.job.pool import Pool
@@ -34,7 +34,6 @@ from bulkruns.job.values import ProgressHook, Summary
 from bulkruns.journal import JournalState
 from bulkruns.journal.schema import rate_record
 from bulkruns.model import ItemResult, Operation, RunFilter, Work
-from bulkruns.pace import Attempts
 from bulkruns.select import Coverage, Outlet, Sweeper, feed
 
 __all__ = ["Job"]
@@ -93,12 +92,8 @@ class Job:
         on_progress: ProgressHook | None = None,
         state: JournalState | None = None,
     ) -> Job:
-        """The job a result log describes, continued in it (see :meth:`JobSpec.resume`).
-
-        Raises:
-            JournalError: the log is unreadable, belongs to another organisation or server,
-                or holds a plan that was cut short.
-        """
+        """The job a result log describes, continued in it: see :meth:`JobSpec.resume`, which
+        raises what it refuses, and a log of another organisation or server."""
         spec = JobSpec.resume(journal, options, state=state)
         return cls.from_spec(client, spec, on_progress=on_progress)
 
@@ -112,12 +107,8 @@ class Job:
         on_progress: ProgressHook | None = None,
         state: JournalState | None = None,
     ) -> Job:
-        """The job that reverses a finished one, from its log (see :meth:`JobSpec.undo`).
-
-        Raises:
-            JournalError: the log is unreadable or belongs to another organisation or server.
-            ConfigError: the job was a permanent delete, which nothing undoes.
-        """
+        """The job that reverses a finished one, from its log: see :meth:`JobSpec.undo`,
+        which raises what it refuses, and a log of another organisation or server."""
         spec = JobSpec.undo(journal, options, state=state)
         return cls.from_spec(client, spec, on_progress=on_progress)
 
@@ -243,20 +234,18 @@ class Job:
             await self._pool.run(receive, self._handle, outlet.finished)
 
     async def _feed(self, outlet: Outlet, plan: Iterable[Work] | None) -> None:
-        spec, options = self.spec, self.options
+        spec = self.spec
         sweep = None
         if spec.query is not None:
+            fetch = functools.partial(self._sender.page, self.client, self.options.per_page)
             sweep = Sweeper(
                 spec.query,
                 spec.operation,
-                fetch=self._fetch,
+                self.options,
+                fetch=fetch,
                 outlet=outlet,
                 coverage=self._coverage,
                 seen=self._seen,
-                archived=options.archived,
-                max_sweeps=options.max_sweeps,
-                page_concurrency=options.page_concurrency,
-                dry_run=options.dry_run,
                 on_progress=self._report,
             ).run
         # a resumed filter job retries its failed and unfinished items first
@@ -275,17 +264,6 @@ class Job:
                 )
             except FilterIgnored as exc:
                 await self._halt("filter-ignored", str(exc))
-
-    async def _fetch(self, params: Sequence[tuple[str, str]], number: int) -> Page:
-        list_runs = functools.partial(
-            self.client.list_runs, params, page=number, per_page=self.options.per_page
-        )
-        try:
-            return await self._sender.send(list_runs, Attempts(), read=True)
-        except APIError as exc:
-            await self._halt("listing", f"listing page {number} failed: {exc}")
-        except TransportError as exc:  # its message names the page already
-            await self._halt("listing", f"{exc}; resume the job once Tallyfy answers")
 
     async def _handle(self, work: Work) -> None:
         result = await self._applier.handle(work)

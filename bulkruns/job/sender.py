@@ -8,11 +8,13 @@ summary, and takes a new rate while the job runs (``bulkruns rethrottle``).
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn, TypeVar
 
 from bulkruns import settings
+from bulkruns.api import Client, Page
 from bulkruns.errors import APIError, AuthError, TransportError, WaitTooLong
 from bulkruns.job.options import JobOptions
 from bulkruns.job.tally import Tally
@@ -102,6 +104,19 @@ class Sender:
             )
         except WaitTooLong as exc:
             await self._halt("throttled", f"{exc.message.replace('max_wait', '--max-wait')}")
+
+    async def page(
+        self, client: Client, per_page: int, params: Sequence[tuple[str, str]], number: int
+    ) -> Page:
+        """One page of a query, for the job's listing; a page that cannot be had ends the
+        job (resumable)."""
+        list_runs = functools.partial(client.list_runs, params, page=number, per_page=per_page)
+        try:
+            return await self.send(list_runs, Attempts(), read=True)
+        except APIError as exc:
+            await self._halt("listing", f"listing page {number} failed: {exc}")
+        except TransportError as exc:  # its message names the page already
+            await self._halt("listing", f"{exc}; resume the job once Tallyfy answers")
 
     def _failed(self, error: APIError | TransportError, retrying: bool) -> None:
         self._tally.failed_attempt(error, retrying)

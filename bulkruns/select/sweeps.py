@@ -11,6 +11,7 @@ that pass saw the live set exactly, and is the job's proof that nothing matching
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 from bulkruns.api import Page
 from bulkruns.errors import FilterIgnored
@@ -21,6 +22,19 @@ from bulkruns.select.pages import Fetch, Pass, list_pages
 __all__ = ["Sweeper"]
 
 
+class SweepSettings(Protocol):
+    """What of a job's options a sweep follows (``JobOptions`` has them all)."""
+
+    @property
+    def archived(self) -> ArchivedStyle: ...
+    @property
+    def max_sweeps(self) -> int: ...
+    @property
+    def page_concurrency(self) -> int: ...
+    @property
+    def dry_run(self) -> bool: ...
+
+
 class Sweeper:
     """Lists a query pass after pass, handing every new matching run to the outlet.
 
@@ -28,14 +42,13 @@ class Sweeper:
         query: the filter.
         operation: what the job does; it says whether archived runs are selected, what
             before-state to keep, and which runs already hold what it sets.
+        settings: how archived runs are listed, the passes allowed, the pages fetched at
+            once, and whether nothing changes (a dry run: one pass sees the whole
+            selection).
         fetch: fetches one page, paced and retried (a failure aborts the job).
         outlet: where new runs go.
         coverage: updated as the passes go.
         seen: keys of the runs met already (a resumed job's included); updated.
-        archived: how archived runs are listed.
-        max_sweeps: passes before giving up the proof.
-        page_concurrency: pages fetched at once.
-        dry_run: nothing changes, so one pass sees the whole selection.
         on_progress: called when there is news (the first page's total).
     """
 
@@ -43,31 +56,28 @@ class Sweeper:
         self,
         query: RunFilter,
         operation: Operation,
+        settings: SweepSettings,
         *,
         fetch: Fetch,
         outlet: Outlet,
         coverage: Coverage,
         seen: set[int],
-        archived: ArchivedStyle,
-        max_sweeps: int,
-        page_concurrency: int,
-        dry_run: bool,
         on_progress: Callable[[], None],
     ) -> None:
         self._query = query
         self._operation = operation
         self._fetch = fetch
         self._outlet = outlet
-        self._coverage = coverage
-        self._seen = seen
-        style = archived if operation.selects_archived else None
+        style = settings.archived if operation.selects_archived else None
         self._params = query.params(archived=style)
         # the whole organisation's runs of the same kind (live or archived), to compare
         # a total with when the server may be ignoring a filter a run cannot show
         self._everything = RunFilter(all_runs=True).params(archived=style)
-        self._max_sweeps = max_sweeps
-        self._page_concurrency = page_concurrency
-        self._dry_run = dry_run
+        self._max_sweeps = settings.max_sweeps
+        self._page_concurrency = settings.page_concurrency
+        self._dry_run = settings.dry_run
+        self._coverage = coverage
+        self._seen = seen
         self._on_progress = on_progress
         self._new = 0
         self._last: Pass | None = None

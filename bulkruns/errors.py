@@ -184,10 +184,13 @@ class TransportError(BulkrunsError):
         sent: False when the connection was never made (the request certainly had no
             effect); True when the request may have reached the server (a reset or a
             timeout after sending), so its outcome is unknown.
+        lasting: the cause will not pass by itself (a certificate not trusted, a proxy
+            refusing the tunnel): another attempt would meet it again, so none is made.
     """
 
-    def __init__(self, message: str, *, sent: bool) -> None:
+    def __init__(self, message: str, *, sent: bool, lasting: bool = False) -> None:
         self.sent = sent
+        self.lasting = lasting
         super().__init__(message)
 
 

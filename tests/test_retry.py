@@ -64,6 +64,8 @@ def test_retryable_statuses(status: int, expected: bool) -> None:
 
 def test_transport_errors_are_retryable_and_unknown_only_once_sent() -> None:
     assert retryable(TransportError("refused", sent=False))
+    # a cause that will not pass by itself (a certificate not trusted) is not retried
+    assert not retryable(TransportError("untrusted", sent=False, lasting=True))
     assert not outcome_unknown(TransportError("refused", sent=False))
     assert outcome_unknown(TransportError("reset", sent=True))
     assert outcome_unknown(ServerError(502, "bad gateway"))

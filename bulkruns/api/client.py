@@ -266,6 +266,7 @@ class Client:
     def _no_answer(self, action: str, method: str, exc: aiohttp.ClientError) -> TransportError:
         """What a failed request comes to, said without the URL, the token or a password."""
         proxy = self.proxy.name if self.proxy is not None else ""
+        lasting = True  # what a person must fix: no attempt after it would fare better
         if isinstance(exc, aiohttp.ClientHttpProxyError):
             # The proxy answered the CONNECT with an error: nothing reached Tallyfy.
             problem = (
@@ -274,6 +275,7 @@ class Client:
             )
         elif isinstance(exc, aiohttp.ClientProxyConnectionError):
             problem = f"cannot connect to the proxy {proxy} ({exc.strerror}); check HTTPS_PROXY"
+            lasting = False  # a proxy that is down may be up again
         elif isinstance(exc, aiohttp.ClientConnectorCertificateError):
             cause = exc.certificate_error
             reason = getattr(cause, "verify_message", None) or str(cause)
@@ -284,12 +286,13 @@ class Client:
         elif isinstance(exc, aiohttp.ClientConnectorError):
             # DNS, refused, unreachable, a TLS handshake: the request never left.
             problem = f"cannot connect to {self._host} ({exc.strerror or exc.os_error})"
+            lasting = False
         else:
             detail = str(exc) or type(exc).__name__
             return TransportError(
                 f"{action}: connection lost ({detail}){_maybe_applied(method)}", sent=True
             )
-        return TransportError(f"{action}: {problem}", sent=False)
+        return TransportError(f"{action}: {problem}", sent=False, lasting=lasting)
 
 
 def _maybe_applied(method: str) -> str:

@@ -32,7 +32,7 @@ _HOUR = 3600.0
 def retryable(error: BulkrunsError) -> bool:
     """Whether another attempt could succeed where this one failed."""
     if isinstance(error, TransportError):
-        return True
+        return not error.lasting
     return isinstance(error, APIError) and error.status in RETRYABLE_STATUSES
 
 

@@ -362,3 +362,19 @@ async def test_the_headers_announce_the_ceiling_and_hold_the_pace() -> None:
     assert pacer.ceiling == pytest.approx(50.0, rel=0.03)
     assert max(used.values()) <= 50  # never more than a window held: no 429 was needed
     assert all(used[second] >= 47 for second in range(1, 9)), used
+
+
+async def test_a_run_of_echoed_429s_never_paces_the_job_to_a_halt() -> None:
+    pacer = paced(10)
+    sent = [await pacer.acquire("write") for _ in range(4)]
+    # the last one comes back 429 first, then the three that left before it: each is an
+    # echo the ceiling takes off, which must stop at its floor, not at nothing
+    pacer.throttled("write", 0.2, sent=sent[3])
+    for each in sent[:3]:
+        pacer.throttled("write", 0.2, sent=each)
+    assert pacer.ceiling is not None
+    assert pacer.ceiling > 0
+    began = anyio.current_time()
+    with anyio.fail_after(60):  # virtual seconds: a halted pacer would wait for ever
+        await pacer.acquire("write")
+    assert anyio.current_time() - began < 30

@@ -47,6 +47,7 @@ class Ceiling:
     """
 
     __slots__ = (
+        "_floor",
         "_measured",
         "_peaks",
         "_since",
@@ -79,6 +80,7 @@ class Ceiling:
         self._since = -math.inf  # when the latest pause ended
         self._peaks = [0] * len(_HORIZONS)  # the most requests accepted over each window
         self._measured: tuple[float, float] | None = None  # the latest measure: when, over what
+        self._floor = 0.0  # the lowest the ceiling may go, as the latest 429 said it
 
     def pace(self, now: float) -> float:
         """The rate to aim at, at ``now``: unlimited until a 429 has set a ceiling."""
@@ -117,7 +119,8 @@ class Ceiling:
         if self._measured is not None and self.value is not None:
             when, horizon = self._measured
             if when - horizon <= sent < when:
-                self.value -= 1.0 / horizon
+                # never under the floor: a run of echoes must not pace the job to a halt
+                self.value = max(self._floor, self.value - 1.0 / horizon)
 
     def accepted(self, grants: Grants, sent: float) -> None:
         """A request granted at ``sent`` was not refused: raise the peaks it reached."""
@@ -132,6 +135,7 @@ class Ceiling:
             sent: when the refused request was granted.
             floor: the ceiling is never set below this rate.
         """
+        self._floor = floor
         value = self.value
         recent = grants.count(sent - 1.0, sent)
         if value is not None and recent >= _EVIDENCE and self.pace(sent) > self._plateau(value):

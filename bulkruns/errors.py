@@ -67,22 +67,23 @@ class JournalError(ConfigError):
 
 
 class FilterIgnored(ConfigError):
-    """The server listed every run of the organisation for a filter a run cannot show, so
-    it seems to ignore that filter; the job changed nothing.
+    """The server counts as many runs with a filter a run cannot show as without it, so it
+    seems to ignore that filter; the job changed nothing.
 
     Attributes:
         filters: the filters it seems to ignore (``folder``, ``tag``…).
-        total: the runs it listed, which is every run of the organisation.
+        total: the runs it counts with them, as many as without.
     """
 
     def __init__(self, filters: tuple[str, ...], total: int) -> None:
         self.filters = filters
         self.total = total
         names = ", ".join(filters)
+        it = "it" if len(filters) == 1 else "them"
         super().__init__(
-            f"Tallyfy listed every run of the organisation ({total:,}) for the filter on "
-            f"{names}: it seems to ignore {'it' if len(filters) == 1 else 'them'}, so nothing "
-            "was changed; select every run on purpose (--all) if that is what is meant"
+            f"Tallyfy counts as many runs ({total:,}) with the filter on {names} as without "
+            f"{it}: it seems to ignore {it}, so nothing was changed; select every such run "
+            "on purpose (--all) if that is what is meant"
         )
 
 

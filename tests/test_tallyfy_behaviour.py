@@ -376,6 +376,19 @@ async def test_a_filter_a_run_cannot_show_ignored_by_the_server_changes_nothing(
         assert set(sandbox.state.change_counts) == live
 
 
+async def test_an_ignored_filter_is_found_beside_one_that_works(tmp_path: Path) -> None:
+    async with serve(runs=200, ignored_filters=("folder",)) as (sandbox, client):
+        folders = {sandbox.state.run(i)["folder_id"] for i in sandbox.state.store.ids()}  # type: ignore[index]
+        folder = sorted(f for f in folders if f is not None)[0]
+        # the status is applied, the folder ignored: every complete run would come back
+        query = RunFilter(status="complete", folder=folder)
+        summary = await run(client, Operation(name="archive"), query, tmp_path / "j")
+        assert summary.aborted == "filter-ignored"
+        assert summary.message is not None
+        assert "folder" in summary.message
+        assert sandbox.state.change_counts == {}
+
+
 async def test_a_filter_that_selects_part_of_the_organisation_is_trusted(tmp_path: Path) -> None:
     async with serve(runs=200) as (sandbox, client):
         folders = {sandbox.state.run(i)["folder_id"] for i in sandbox.state.store.ids()}  # type: ignore[index]
@@ -429,11 +442,17 @@ def test_the_command_line_refuses_a_filter_the_server_ignores(tmp_path: Path) ->
         assert result.code == 2
         assert result.out == ""
         lines = result.err.splitlines()
-        assert lines[-1].startswith("bulkruns: error: Tallyfy listed every run")
+        assert lines[-1].startswith("bulkruns: error: Tallyfy counts as many runs")
         assert "tag" in lines[-1]
         assert "--all" in lines[-1]
         assert box.stats()["changes"]["applied"] == 0
         assert not list(tmp_path.glob("bulkruns-*.jsonl"))
+        # nor does list print an ID file of them
+        for form in ("--ids", "--count"):
+            listed = cli_run(["list", "--tag", "t" * 32, form], env=env, cwd=tmp_path)
+            assert listed.code == 2, listed.err
+            assert listed.out == ""
+            assert "seems to ignore it" in listed.err
         # activate, on a server whose status=archived lists nothing it should, by default
         # restores every archived run: it lists them with archived=only
         archived = box.ids(lambda r: r["archived_at"] is not None)

@@ -19,7 +19,7 @@ from bulkruns.cli.summary import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED, EX
 from bulkruns.errors import APIError, AuthError, TransportError
 from bulkruns.model import ArchivedStyle, RunFilter, id_key, is_run_id
 from bulkruns.pace import Pacer, RetryPolicy, send_paced
-from bulkruns.select import Fetch, list_pages
+from bulkruns.select import Fetch, check_filters, list_pages
 
 __all__ = ["ListForm", "count_runs", "list_runs", "sample_runs"]
 
@@ -84,17 +84,22 @@ def list_runs(
 ) -> int:
     """Print the runs a filter selects on standard output, in ``form``; the exit code.
 
-    A count needs one request of one run when the server applies the whole filter; when
+    A count needs one request of one run (and one more for each filter a run cannot show,
+    to check that Tallyfy did not ignore it) when the server applies the whole filter; when
     bulkruns filters dates itself, it lists every page and counts what passes.
+
+    Raises:
+        FilterIgnored: Tallyfy seems to ignore a filter (nothing is printed).
     """
-    params = selection.params(archived=archived if selection.status == "archived" else None)
+    style = archived if selection.status == "archived" else None
+    params = selection.params(archived=style)
     client = conn.client(concurrency=1)
     try:
         if form == "count" and not selection.filters_locally:
-            total = asyncio.run(count_runs(conn, params))
+            total = asyncio.run(_count(client, selection, params, style))
             print(total if limit is None else min(total, limit), flush=True)
             return EXIT_OK
-        return asyncio.run(_list(client, selection, params, form, rate, per_page, limit))
+        return asyncio.run(_list(client, selection, params, form, rate, per_page, limit, style))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -102,6 +107,19 @@ def list_runs(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+
+
+async def _count(
+    client: Client,
+    selection: RunFilter,
+    params: Sequence[tuple[str, str]],
+    style: ArchivedStyle | None,
+) -> int:
+    async with client:
+        fetch = _fetcher(client, Pacer(0), 1)
+        first = await fetch(params, 1)
+        await check_filters(selection, first, fetch, archived=style)
+    return first.total
 
 
 async def _list(
@@ -112,12 +130,18 @@ async def _list(
     rate: float,
     per_page: int,
     limit: int | None,
+    style: ArchivedStyle | None,
 ) -> int:
     out = sys.stdout.buffer
     printed: set[int] = set()
     archived = selection.status == "archived"
+    checked = False
 
     async def write(page: Page) -> bool:
+        nonlocal checked
+        if not checked:  # before a line is printed: an ID file fed from it is a selection
+            await check_filters(selection, page, fetch, archived=style)
+            checked = True
         for run in page.runs:
             run_id = run.get("id")
             if not isinstance(run_id, str) or not is_run_id(run_id):

@@ -5,6 +5,7 @@ the ``feed``'s outlet, with its coverage reported.
 """
 
 from bulkruns.select.feed import Coverage, Outlet, feed
+from bulkruns.select.ignored import check_filters
 from bulkruns.select.pages import Fetch, list_pages
 from bulkruns.select.pinned import pin, read_plan, undo_work
 from bulkruns.select.sweeps import Sweeper
@@ -14,6 +15,7 @@ __all__ = [
     "Fetch",
     "Outlet",
     "Sweeper",
+    "check_filters",
     "feed",
     "list_pages",
     "pin",

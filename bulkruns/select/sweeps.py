@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from bulkruns.api import Page
-from bulkruns.errors import FilterIgnored
 from bulkruns.model import ArchivedStyle, Operation, RunFilter, Work, id_key, is_run_id
 from bulkruns.select.feed import Coverage, Outlet
+from bulkruns.select.ignored import check_filters
 from bulkruns.select.pages import Fetch, Pass, list_pages
 
 __all__ = ["Sweeper"]
@@ -68,11 +68,8 @@ class Sweeper:
         self._operation = operation
         self._fetch = fetch
         self._outlet = outlet
-        style = settings.archived if operation.selects_archived else None
-        self._params = query.params(archived=style)
-        # the whole organisation's runs of the same kind (live or archived), to compare
-        # a total with when the server may be ignoring a filter a run cannot show
-        self._everything = RunFilter(all_runs=True).params(archived=style)
+        self._style = settings.archived if operation.selects_archived else None
+        self._params = query.params(archived=self._style)
         self._max_sweeps = settings.max_sweeps
         self._page_concurrency = settings.page_concurrency
         self._dry_run = settings.dry_run
@@ -118,13 +115,13 @@ class Sweeper:
         """Hand over a page's new matching runs; False once the limit is reached.
 
         Raises:
-            FilterIgnored: on the first page, when the filter holds criteria a run cannot
-                show and the server counts every run of the organisation for it.
+            FilterIgnored: on the first page, when the server seems to ignore a filter a
+                run cannot show (see :func:`~bulkruns.select.ignored.check_filters`).
         """
         coverage, outlet = self._coverage, self._outlet
         if page.current_page == 1:
             if coverage.sweeps == 1:
-                await self._check_not_ignored(page)
+                await check_filters(self._query, page, self._fetch, archived=self._style)
                 total = max(page.total, outlet.emitted)
                 total = total if outlet.limit is None else min(total, outlet.limit)
                 if self._query.filters_locally:
@@ -162,11 +159,3 @@ class Sweeper:
         if coverage.total is not None and outlet.emitted > coverage.total:
             coverage.total = outlet.emitted
         return True
-
-    async def _check_not_ignored(self, first: Page) -> None:
-        unshown = self._query.unverifiable
-        if not unshown or self._query.all_runs or first.total == 0:
-            return
-        everything = await self._fetch(self._everything, 1)
-        if everything.total == first.total:
-            raise FilterIgnored(unshown, first.total)

@@ -574,3 +574,54 @@ def test_a_long_pause_is_shown_and_max_wait_ends_it_resumably(tmp_path: Path) ->
             waiting.communicate()
     finally:
         box.stop()
+
+
+async def test_a_lost_update_answer_keeps_the_claims_before_state_for_undo(tmp_path: Path) -> None:
+    async with serve(runs=40) as (sandbox, client):
+        target = sorted(ids_with(sandbox, complete))[0]
+        run_ = sandbox.state.run(target)
+        assert run_ is not None
+        original = run_["summary"]
+        journal = tmp_path / "plan.jsonl"
+        update = Operation(name="update", fields={"summary": "NEW"})
+        await run(client, update, [target], journal, dry_run=True)
+        before = {"summary": original, "users": run_["users"], "groups": run_["groups"]}
+        with journal.open("ab") as log:  # the update left; the session died without its answer
+            log.write(orjson.dumps({"type": "claim", "id": target, "before": before}) + b"\n")
+        sandbox.state.store.update(
+            target, {"summary": "NEW", "users": run_["users"], "groups": run_["groups"]}
+        )
+        resumed = await Job.resume(client, journal, JobOptions(**FAST)).run()
+        assert resumed.ok == 1
+        assert sandbox.state.count("update") == 0  # read first: it was applied already
+        undo = await Job.undo(client, journal, JobOptions(**FAST, journal=tmp_path / "u")).run()
+        assert undo.ok == 1
+        assert sandbox.state.run(target)["summary"] == original  # type: ignore[index]
+
+
+async def test_a_resumed_archive_whose_run_cannot_be_read_keeps_its_lost_answer(
+    tmp_path: Path,
+) -> None:
+    async with serve(runs=40) as (sandbox, client):
+        target = sorted(ids_with(sandbox, complete))[0]
+        journal = tmp_path / "plan.jsonl"
+        await run(client, Operation(name="archive"), [target], journal, dry_run=True)
+        with journal.open("ab") as log:  # the archive left; its answer was lost
+            log.write(orjson.dumps({"type": "claim", "id": target}) + b"\n")
+        sandbox.state.store.archive(target)  # it had been applied
+        reads: list[str] = []
+        get_run = client.get_run
+
+        async def unreadable(run_id: str) -> Reply:
+            reads.append(run_id)
+            raise ServerError(503, "Service Unavailable.")
+
+        client.get_run = unreadable  # type: ignore[method-assign]
+        options = JobOptions(**FAST, max_attempts=1)
+        resumed = await Job.resume(client, journal, options).run()
+        client.get_run = get_run  # type: ignore[method-assign]
+        # the read failed, so the 404 to the archive still means an earlier attempt made it
+        assert reads == [target]
+        assert (resumed.ok, resumed.failed) == (1, 0)
+        notes = [r.get("note") for r in records(journal) if r.get("outcome") == "ok"]
+        assert notes == ["already archived by an earlier attempt"]

@@ -131,12 +131,13 @@ class Applier:
         for step in steps:
             attempts = Attempts(unknown=work.unknown)
             if work.unknown and step.settles_by_reading is not None and step.name != "update":
-                note = await self._settle(work, step, body, attempts)
+                known, note = await self._settle(work, step, body, attempts)
                 total += attempts.count
                 if note is not None:
                     notes.append(note)
                     continue
-                attempts = Attempts()  # read, so known: not applied
+                # read, so known not to be applied; unread, it may still have been
+                attempts = Attempts(unknown=not known)
             call = functools.partial(step.call, self._client, work.id, body)
             try:
                 reply = await self._send(call, attempts, read=False, on_send=claim)
@@ -187,7 +188,7 @@ class Applier:
                     f"cannot read the run's current assignees ({exc}); nothing was sent, "
                     "so none were removed",
                 ),
-                False,
+                work.unknown,  # an earlier session's update may still have been applied
             ) from None
         body = Operation.update_body(fields, run)
         if body is None:
@@ -199,9 +200,12 @@ class Applier:
                     "Tallyfy's answer shows no users or groups for the run; nothing was sent, "
                     "so none were removed",
                 ),
-                False,
+                work.unknown,
             )
-        work.before = self._operation.before(run, work.fields)
+        if work.before is None or not work.unknown:
+            # a run's state before the change; after a lost answer, the claim's stands: the
+            # run read now may hold what the earlier attempt set
+            work.before = self._operation.before(run, work.fields)
         note = self._operation.steps[0].settled(run, fields)
         if note is None:
             return body, reads.count, None
@@ -212,15 +216,16 @@ class Applier:
 
     async def _settle(
         self, work: Work, step: Step, fields: Mapping[str, Any], attempts: Attempts
-    ) -> str | None:
-        """Read a run whose earlier change may have been applied: the note if it was."""
+    ) -> tuple[bool, str | None]:
+        """Read a run whose earlier change may have been applied: whether it could be read,
+        and the note if the change was made."""
         try:
             run: dict[str, Any] | None = await self._read(work.id, attempts)
         except NotFound:
             run = None
         except (APIError, TransportError):
-            return None  # unread: the step is made, and its 404 rule decides
-        return step.settled(run, fields)
+            return False, None  # unread: the step is made, and its 404 rule decides
+        return True, step.settled(run, fields)
 
     async def _read(self, run_id: str, attempts: Attempts) -> dict[str, Any]:
         reply = await self._send(

@@ -390,6 +390,25 @@ def test_applying_a_delete_plan_is_confirmed_like_a_delete(
     assert box.stats()["runs"]["deleted"] == archived
 
 
+def test_a_delete_plan_resumed_in_parts_deletes_every_run_it_confirmed(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    env = box.env(tmp_path)
+    archived = len(box.ids(lambda r: r["archived_at"] is not None))
+    assert archived > 8
+    plan = ["delete", "--all", "--dry-run", "--rate", "0", "--log", "plan.jsonl"]
+    assert run(plan, env=env, cwd=tmp_path).code == 0
+    part = run(["resume", "plan.jsonl", "--yes", "--limit", "5", "--json"], env=env, cwd=tmp_path)
+    assert part.code == 0, part.err
+    assert part.json["ok"] == 5
+    rest = run(["resume", "plan.jsonl", "--yes", "--json"], env=env, cwd=tmp_path)
+    assert rest.code == 0, rest.err
+    # the count confirmed is what this session deletes, the runs done before aside
+    assert f"permanently deleting {archived - 5:,} runs" in rest.err
+    assert rest.json["ok"] == archived - 5
+    assert box.stats()["runs"]["deleted"] == archived
+
+
 def test_delete_confirmed_by_typing_the_count_on_a_terminal(
     box: ThreadedSandbox, tmp_path: Path
 ) -> None:

@@ -142,9 +142,10 @@ def run_job(
             if count == 0:
                 _say(display, "delete: no runs match the selection; nothing to do")
                 return finish(conn, empty_summary(spec.operation.name), display, journal=None)
-            # never delete more runs than the count the user agreed to
-            limit = count if spec.options.limit is None else min(spec.options.limit, count)
-            spec = replace(spec, options=spec.options.replace(limit=limit))
+            # never delete more runs than the count the user agreed to: a job's limit counts
+            # the runs of all its sessions, so a resumed plan's adds those done before
+            done = len(spec.resumed.done) if spec.resumed is not None else 0
+            spec = replace(spec, options=spec.options.replace(limit=done + count))
         reporter = make_reporter(spec.operation.name, display)
         job = Job.from_spec(client, spec, on_progress=reporter)  # a log of another org: exit 2
         resume = conn.command("resume", os.path.abspath(journal))
@@ -256,8 +257,11 @@ def _confirm_delete(conn: Connection, spec: JobSpec, confirm: Confirm) -> int:
         except KeyboardInterrupt:
             raise ExitError("interrupted; nothing was changed", EXIT_INTERRUPTED) from None
         approx = selection.filters_locally
-    if options.limit is not None and options.limit < count:
-        count, approx = options.limit, False
+    # the job's limit counts the runs of all its sessions: this one may take what is left
+    done = len(spec.resumed.done) if spec.resumed is not None else 0
+    left = None if options.limit is None else max(0, options.limit - done)
+    if left is not None and left < count:
+        count, approx = left, False
     if count == 0:
         return 0
     what = f"{'up to ' if approx else ''}{count:,} run{'s' if count != 1 else ''}"

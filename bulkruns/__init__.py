@@ -10,9 +10,8 @@ filters) at the bottom; ``select`` (which runs), ``pace`` (when each request may
 top; ``sandbox`` beside them all.
 """
 
-from importlib.metadata import version
-
 from bulkruns.api import DEFAULT_BASE_URL, Client, Page, Reply
+from bulkruns.api.client import VERSION
 from bulkruns.errors import (
     APIError,
     AuthError,
@@ -31,7 +30,7 @@ from bulkruns.errors import (
 from bulkruns.job import Job, JobOptions, JobSpec, Progress, ProgressHook, Summary
 from bulkruns.model import ItemResult, Operation, RunFilter, parse_when, read_ids
 
-__version__ = version("bulkruns")
+__version__ = VERSION
 
 __all__ = [
     "DEFAULT_BASE_URL",

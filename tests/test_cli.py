@@ -191,6 +191,7 @@ def test_refused_token_aborts_with_3_and_never_shows(box: ThreadedSandbox, tmp_p
     # refused at the first request, with nothing done: no log is left, and none to resume
     assert not (tmp_path / "j.jsonl").exists()
     assert "resume" not in result.out
+    assert "nothing was changed: run the job again" in result.out
     everything = result.out + result.err
     assert wrong not in everything
     assert TOKEN not in everything

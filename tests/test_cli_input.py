@@ -56,6 +56,7 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     ),
     (["list", "--rate", "nan"], {}, "--rate must be at least 0 (requests per second"),
     (["sandbox", "--rate", "inf"], {}, "'--rate': inf is not a finite number"),
+    (["sandbox", "--port", "99999"], {}, "'--port': 99999 is not in the range 0<=x<=65535"),
     # filters and dates
     (["archive", "--status", "nope"], {}, "unknown status 'nope'"),
     (["archive", "--created-before", "last tuesday"], {}, "'last tuesday' is not a date"),
@@ -71,7 +72,11 @@ CATALOGUE: list[tuple[list[str], dict[str, str | None], str]] = [
     (["archive", "--ids-file", "ids.txt", "--all"], {}, "leave out --all"),
     (["archive", "--owners", "a,,b"], {}, "--owners takes IDs separated by commas"),
     (["activate", "--status", "active"], {}, "--status active cannot be combined"),
-    (["activate", "--status", "complete"], {}, "add --archived-style only"),
+    (
+        ["activate", "--status", "complete", "--archived-style", "only"],
+        {},
+        "archived runs are selected whatever their status was before they were archived",
+    ),
     (["delete", "--status", "complete"], {}, "add --archive-first"),
     # --set fields and values
     (["update", "--status", "complete"], {}, "update needs at least one --set"),

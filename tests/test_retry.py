@@ -329,7 +329,7 @@ async def test_the_hourly_limit_without_retry_after_is_final() -> None:
     pacer = Pacer(10, clock=anyio.current_time)
     request = Script([throttle(None, "You've reached the hourly limit of API calls.")])
     with pytest.raises(WaitTooLong, match=r"the hourly limit\), longer than max_wait"):
-        await send_paced(request, pacer, RetryPolicy(), lane="write")
+        await send_paced(request, pacer, RetryPolicy(max_wait=600), lane="write")
     assert pacer.pause is not None
     assert pacer.pause.reason == "the hourly limit"
 

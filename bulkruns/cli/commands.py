@@ -62,19 +62,12 @@ def _new_job(
 
 
 def _archived_status(error: ConfigError, status: str | None, operation: Operation) -> ConfigError:
-    """A ``--status`` that the default archived style cannot combine with selecting archived
-    runs, said with the flags that resolve it."""
-    if not operation.selects_archived or status in (None, "archived"):
-        return error  # another refusal: as it was said
-    name = operation.name
-    only = f"--archived-style only to select archived runs whose status is {status}"
-    fix = (
-        f"add --archive-first to delete live runs, or {only}" if name == "delete" else "add " + only
-    )
-    return ConfigError(
-        f"{name} selects archived runs, listed with status=archived by default, so "
-        f"--status {status} cannot be combined with it: {fix}"
-    )
+    """A ``--status`` that selecting archived runs cannot combine with, said with the flag
+    that resolves it for a delete (``--archive-first``, to delete live runs)."""
+    wrong = operation.selects_archived and status not in (None, "archived")
+    if not wrong or operation.name != "delete":
+        return error  # as the library says it
+    return ConfigError(f"{error}; to delete live runs, add --archive-first", setting=error.setting)
 
 
 def _read_log(path_text: str) -> tuple[Path, JournalState]:

@@ -16,7 +16,7 @@ import orjson
 from bulkruns.api import Client, Page
 from bulkruns.cli.inputs import Connection
 from bulkruns.cli.summary import EXIT_ABORTED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ExitError
-from bulkruns.errors import APIError, AuthError, TransportError
+from bulkruns.errors import APIError, AuthError, TransportError, WaitTooLong
 from bulkruns.model import ArchivedStyle, RunFilter, id_key, is_run_id
 from bulkruns.pace import Pacer, RetryPolicy, send_paced
 from bulkruns.select import Fetch, check_filters, list_pages
@@ -44,6 +44,12 @@ def _fetcher(client: Client, pacer: Pacer, per_page: int) -> Fetch:
             raise ExitError(
                 f"Tallyfy refused the access token ({exc}); "
                 "check TALLYFY_ACCESS_TOKEN or --token-file",
+                EXIT_ABORTED,
+            ) from None
+        except WaitTooLong as exc:
+            raise ExitError(
+                f"Tallyfy asks to wait {exc.wait:,.0f} s ({exc.reason}) before page {number}; "
+                "nothing was changed: try again later",
                 EXIT_ABORTED,
             ) from None
         except APIError as exc:

@@ -1,6 +1,6 @@
 """How a running job shows itself: a live display on a terminal, plain lines otherwise.
 
-Reporters are fed the engine's :class:`~bulkruns.engine.Progress` events through the job's
+Reporters are fed the engine's :class:`~bulkruns.job.Progress` events through the job's
 progress hook, which can fire thousands of times a second. The hook therefore only keeps
 the latest snapshot (and notes a failed item); drawing happens at a fixed, low rate: rich's
 refresh thread four times a second for the live display, at most one line every ten

@@ -64,7 +64,13 @@ def _describe_limits(config: SandboxConfig) -> str:
 
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
-@click.option("--port", default=8765, show_default=True, help="Port to bind (0 = any free).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="Port to bind (0 = any free).",
+)
 @click.option("--runs", default=1000, show_default=True, help="Runs to seed.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the generated runs.")
 @click.option(

@@ -221,9 +221,13 @@ class Job:
                 self._stopped = ("interrupted", "cancelled; resume the job to finish it")
             raise
         finally:
-            reason = self._stopped[0] if self._stopped else None
+            reason, message = self._stopped or (None, None)
             # a job refused before it changed anything leaves no log behind to resume
-            self._recorder.close(self._summary().to_dict(), discard=reason in _NOTHING_DONE)
+            discarded = self._recorder.close(
+                self._summary().to_dict(), discard=reason in _NOTHING_DONE
+            )
+            if discarded and reason == "auth":
+                self._stopped = (reason, f"{message}; nothing was changed: run the job again")
         return self._summary()
 
     async def _pipeline(self, plan: Iterable[Work] | None) -> None:

@@ -120,8 +120,9 @@ class Recorder:
         return plan
 
     def write(self, record: Record) -> bool:
-        """Append one record; False, and the job told, when the log cannot be written."""
-        if self._journal is None:
+        """Append one record; False, and the job told, when the log cannot be written.
+        Once the log is closed (the job is over), nothing more is written."""
+        if self._journal is None or self._journal.closed:
             return True
         try:
             self._journal.write(record)
@@ -174,22 +175,25 @@ class Recorder:
                 self._failed(exc)
                 return
 
-    def close(self, summary: dict[str, Any], *, discard: bool = False) -> None:
+    def close(self, summary: dict[str, Any], *, discard: bool = False) -> bool:
         """Write the session's summary as the log's last line, and close the log.
 
         Args:
             summary: the session's summary.
             discard: remove a new job's log instead, if nothing was claimed or recorded
                 in it: a job refused before its first change leaves nothing to resume.
+
+        Returns:
+            whether the log was removed.
         """
         journal = self._journal
         if journal is None:
-            return
+            return False
         if discard and not self._resumed and not self._touched:
             journal.close()
             journal.path.unlink(missing_ok=True)
             self._journal = None
-            return
+            return True
         try:
             self.write(summary_record(summary))
         finally:
@@ -197,6 +201,7 @@ class Recorder:
                 journal.close()
             except JournalError as exc:
                 self._failed(exc)
+        return False
 
     def _failed(self, exc: JournalError) -> None:
         self._on_failure(f"{exc}; resume the job once it can be written")

@@ -7,7 +7,7 @@ Records (``None`` values are left out)::
     {"type":"item","id":…,"outcome":"planned","name":…?,"fields":{…}?,"before":{…}?}
                                                           pinned work (name: as listed)
     {"type":"planned","count":N}                                      end of the pinned work
-    {"type":"claim","id":…,"before":{…}?}          just before an item's first request
+    {"type":"claim","id":…,"before":{…}?}          as an item's first change request leaves
     {"type":"item","id":…,"outcome":"ok|failed|skipped","status":…,"attempts":…,
      "error":…,"request_id":…,"before":{…},"note":…,"unknown":true?}
     {"type":"rate","rate":R,"at":…}                 the job's pace changed while it ran

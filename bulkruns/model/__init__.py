@@ -2,7 +2,7 @@
 moments, and one run's work and result."""
 
 from bulkruns.model.filters import ARCHIVED_STYLES, STATUSES, ArchivedStyle, RunFilter
-from bulkruns.model.ids import id_key, id_str, is_run_id, read_ids
+from bulkruns.model.ids import id_key, is_run_id, read_ids
 from bulkruns.model.items import ItemResult, Outcome, Work
 from bulkruns.model.operations import (
     UPDATABLE_FIELDS,
@@ -27,7 +27,6 @@ __all__ = [
     "Step",
     "Work",
     "id_key",
-    "id_str",
     "is_run_id",
     "parse_duration",
     "parse_timestamp",

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 from bulkruns.errors import ConfigError
 
-__all__ = ["id_key", "id_str", "is_run_id", "read_ids"]
+__all__ = ["id_key", "is_run_id", "read_ids"]
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -20,15 +20,10 @@ def is_run_id(text: str) -> bool:
 def id_key(run_id: str) -> int:
     """The compact form of a run ID: its value as an integer (``int(run_id, 16)``).
 
-    A job keeps one per run it has met, so a million runs cost a few tens of megabytes. The
-    ID is not validated here.
+    A job keeps one per run it has met, so a million runs cost a few tens of megabytes;
+    ``f"{key:032x}"`` is the ID again. The ID is not validated here.
     """
     return int(run_id, 16)
-
-
-def id_str(key: int) -> str:
-    """The run ID (32 lowercase hex characters) of a key made by :func:`id_key`."""
-    return f"{key:032x}"
 
 
 def read_ids(lines: Iterable[str], *, source: str) -> Iterator[str]:

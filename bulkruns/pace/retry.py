@@ -83,7 +83,7 @@ class RetryPolicy:
     max_elapsed: float = 300.0
     base_delay: float = 0.5
     max_delay: float = 30.0
-    max_wait: float = 600.0
+    max_wait: float = 3600.0
     random: Callable[[], float] = random.random
 
     def __post_init__(self) -> None:

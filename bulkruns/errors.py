@@ -14,6 +14,9 @@
     │   └── ServerError           5xx: Tallyfy failed; the change may or may not have happened
     └── TransportError            no HTTP answer: connection refused or reset, timeout
 
+A throttle's ``X-RateLimit-*`` headers travel with it as a :class:`RateLimitInfo`, as they do
+with every answer.
+
 A job that stops early does not raise: its ``Summary.aborted`` says why, and it is resumable.
 
 Every error's message is meant for a person and never contains the access token.
@@ -22,10 +25,7 @@ Every error's message is meant for a person and never contains the access token.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bulkruns.api.answers import RateLimitInfo
+from dataclasses import dataclass
 
 __all__ = [
     "APIError",
@@ -36,6 +36,7 @@ __all__ = [
     "JournalError",
     "NotFound",
     "PermissionDenied",
+    "RateLimitInfo",
     "RateLimited",
     "ServerError",
     "TransportError",
@@ -43,6 +44,23 @@ __all__ = [
     "WaitTooLong",
     "api_error",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitInfo:
+    """What an answer's ``X-RateLimit-*`` headers said about the limit it counts against:
+    carried by answers and by errors alike (a 429 says it too).
+
+    Attributes:
+        limit: ``X-RateLimit-Limit``: the requests its window allows.
+        remaining: ``X-RateLimit-Remaining``: the requests left in it.
+        reset: seconds from the answer until the window resets, from ``X-RateLimit-Reset``
+            (a Unix time, or seconds to go); None when the answer did not say.
+    """
+
+    limit: int | None
+    remaining: int | None
+    reset: float | None = None
 
 
 class BulkrunsError(Exception):

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bulkruns.errors import APIError, ServerError, api_error
+from bulkruns.errors import APIError, RateLimitInfo, ServerError, api_error
 
 __all__ = [
     "Page",
@@ -35,22 +35,6 @@ _MESSAGE_LIMIT = 300  # characters of a server's message kept in an error
 _EPOCH_THRESHOLD = 1_000_000_000
 
 Headers = Mapping[str, str]  # case-insensitive, as aiohttp's are
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitInfo:
-    """What an answer's ``X-RateLimit-*`` headers said about the limit it counts against.
-
-    Attributes:
-        limit: ``X-RateLimit-Limit``: the requests its window allows.
-        remaining: ``X-RateLimit-Remaining``: the requests left in it.
-        reset: seconds from the answer until the window resets, from ``X-RateLimit-Reset``
-            (a Unix time, or seconds to go); None when the answer did not say.
-    """
-
-    limit: int | None
-    remaining: int | None
-    reset: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

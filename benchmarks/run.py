@@ -31,6 +31,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.figures import COLUMNS, DASH, Row, spread, table
 from benchmarks.harness import (
     COMPLETE_SHARE,
     PYTHON,
@@ -46,7 +47,6 @@ BULKRUNS = "benchmarks.clients.bulkruns_job"
 DOCS_LOOP = "benchmarks.baselines.docs_requests_loop"
 GATHER = "benchmarks.baselines.gather_aiohttp"
 HERE = Path(__file__).resolve().parent
-DASH = "\u2013"  # en dash, for ranges
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,70 +101,6 @@ PLANS = {
     ),
 }
 
-# --- figures -------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One line of a table: a client in a configuration, over its repetitions."""
-
-    label: str
-    measures: list[Measure] = field(default_factory=list)
-    note: str = ""
-
-    def values(self, name: str) -> list[float]:
-        found = [m.figures()[name] for m in self.measures]
-        return [v for v in found if v is not None]
-
-    def median(self, name: str) -> float | None:
-        values = self.values(name)
-        return statistics.median(values) if values else None
-
-
-def _fmt(value: float, digits: int) -> str:
-    if digits == 0:
-        return f"{value:,.0f}"
-    return f"{value:,.{digits}f}"
-
-
-def spread(values: Sequence[float], digits: int, scale: float = 1.0) -> str:
-    """``median (min-max)``, or the one value (with an en dash, as in print)."""
-    if not values:
-        return DASH
-    scaled = [v * scale for v in values]
-    mid = _fmt(statistics.median(scaled), digits)
-    lo, hi = _fmt(min(scaled), digits), _fmt(max(scaled), digits)
-    if len(scaled) == 1 or lo == hi:
-        return mid
-    return f"{mid} ({lo}{DASH}{hi})"
-
-
-COLUMNS: list[tuple[str, str, int, float]] = [
-    # (figure, heading, digits, scale)
-    ("selected", "runs selected", 0, 1.0),
-    ("items_per_s", "items/s", 1, 1.0),
-    ("efficiency", "efficiency", 3, 1.0),
-    ("throttled", "429s", 0, 1.0),
-    ("missed", "runs missed", 0, 1.0),
-    ("failed", "runs failed", 0, 1.0),
-    ("requests_per_item", "requests/item", 3, 1.0),
-    ("cpu_per_1000", "client CPU-s/1k items", 2, 1.0),
-    ("peak_rss_mib", "peak RSS MiB", 1, 1.0),
-    ("first_mutation", "first change ms", 0, 1000.0),
-]
-
-
-def table(rows: Sequence[Row], columns: Sequence[tuple[str, str, int, float]]) -> str:
-    head = ["client", *(c[1] for c in columns)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        cells = [row.label] + [
-            spread(row.values(name), digits, scale) for name, _, digits, scale in columns
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 # --- scenarios -----------------------------------------------------------------------------
 
 
@@ -193,20 +129,26 @@ class Bench:
         )
 
     def repeat(self, key: str, label: str, run: Callable[[], Measure]) -> Row:
-        row = self.rows.setdefault(key, Row(label))
         for n in range(self.plan.repeat):
-            started = time.perf_counter()
-            m = run()
-            row.measures.append(m)
-            f = m.figures()
-            eff = f["efficiency"]
-            self.log(
-                f"  {label} #{n + 1}: {f['done']:,}/{f['selected']:,} runs in "
-                f"{f['elapsed']:.1f} s, {f['items_per_s']:,.1f}/s"
-                + (f", efficiency {eff:.3f}" if eff is not None else "")
-                + f", {f['throttled']} 429s, {f['failed']} failed, "
-                f"other load {m.other_load:.0%} ({time.perf_counter() - started:.0f} s)"
-            )
+            self.once(key, label, run, n)
+        return self.rows[key]
+
+    def once(self, key: str, label: str, run: Callable[[], Measure], n: int) -> Row:
+        """Measure one repetition (number ``n``, from 0) of a row, and log it."""
+        row = self.rows.setdefault(key, Row(label))
+        started = time.perf_counter()
+        m = run()
+        row.measures.append(m)
+        f = m.figures()
+        eff, used = f["efficiency"], f["limit_used"]
+        self.log(
+            f"  {label} #{n + 1}: {f['done']:,}/{f['selected']:,} runs in "
+            f"{f['elapsed']:.1f} s, {f['items_per_s']:,.1f}/s"
+            + (f", efficiency {eff:.3f}" if eff is not None else "")
+            + (f", limit used {used:.3f}" if used is not None else "")
+            + f", {f['throttled']} 429s, {f['failed']} failed, "
+            f"other load {m.other_load:.0%} ({time.perf_counter() - started:.0f} s)"
+        )
         return row
 
     # 1 -----------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Run the benchmarks, print the table, and write it to ``benchmarks/RESULTS.md``.
 
-    make bench                          # the default: about 15 minutes
-    make bench BENCH_ARGS=--quick       # a smoke-size run: about 2 minutes, one repetition
-    make bench BENCH_ARGS=--full        # at Tallyfy's real limit, 10 requests/s: about 35 minutes
+    make bench                          # the default: sections 1-5 in about 15 minutes, then 6
+    make bench BENCH_ARGS=--quick       # a smoke-size run: about 8 minutes, one repetition
+    make bench BENCH_ARGS=--full        # sections 1-5 at Tallyfy's real limit, 10 requests/s
     python -m benchmarks.run --only side-by-side --repeat 5
+    python -m benchmarks.run --quick --only limit-unknown --out /tmp/limit-unknown.md
 
 Every measured run gets a fresh sandbox in its own process and runs one client in another
 (bulkruns through its library, or a baseline), so state never carries over and each
@@ -31,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks import limit_unknown
 from benchmarks.figures import COLUMNS, DASH, Row, spread, table
 from benchmarks.harness import (
     COMPLETE_SHARE,
@@ -64,6 +66,12 @@ class Plan:
     memory_sizes: tuple[int, int] = (10_000, 100_000)
     journal_lines: int = 1_000_000
     journal_reads: int = 5
+    # section 6, the limit unknown: its shapes are its own, not scaled by ``limit``
+    unknown_seconds: float = 60.0  # a job's length at the real limit
+    unknown_loop_runs: int = 400  # the docs' loop's job (one request at a time)
+    unknown_cap: float = 1.5  # the AWS peer takes no new run after this many job lengths
+    tallyfy_seconds: float = 60.0  # shape (e), Tallyfy's 10/s: its job's length
+    tallyfy_loop_runs: int = 200
     repeat: int = 3
     out: str = "RESULTS.md"
 
@@ -86,6 +94,10 @@ PLANS = {
         loop_items=300,
         overhead_items=12_000,
         journal_reads=3,
+        unknown_seconds=10.0,
+        unknown_loop_runs=150,
+        tallyfy_seconds=10.0,
+        tallyfy_loop_runs=60,
         repeat=1,
         out="RESULTS-quick.md",
     ),
@@ -97,6 +109,7 @@ PLANS = {
         main_items=3_000,
         loop_items=3_000,  # enough to meet the limit, where its lack of retries shows
         overhead_items=34_000,
+        tallyfy_seconds=300.0,  # 3,000 runs, as the other sections' jobs here
         out="RESULTS-full.md",
     ),
 }
@@ -372,6 +385,10 @@ class Bench:
             + "\n".join(f"| {label} | {spread(v, 0, 1000.0)} |" for label, v in first)
         )
 
+    # 6 -----------------------------------------------------------------------------------
+    def limit_unknown(self) -> None:
+        limit_unknown.run(self)
+
 
 # --- targets -------------------------------------------------------------------------------
 
@@ -426,6 +443,8 @@ def targets(bench: Bench) -> str:
             f"{load:.2f} s",
             load < 3,
         )
+    for target, figure, met in limit_unknown.target_lines(bench):
+        add(target, figure, met)
     return "## Targets\n\n" + "\n".join(lines)
 
 
@@ -444,7 +463,7 @@ def machine() -> str:
         pass
     ram = psutil.virtual_memory().total / 2**30
     versions = []
-    for name in ("aiohttp", "orjson", "anyio", "aiolimiter", "requests"):
+    for name in ("aiohttp", "orjson", "anyio", "aiolimiter", "requests", "botocore"):
         try:
             from importlib.metadata import version
 
@@ -476,7 +495,7 @@ def revision() -> tuple[str, str]:
     return shown, _git("rev-parse", "HEAD:bulkruns") + _git("diff", "HEAD", "--", "bulkruns")
 
 
-SECTIONS = ("side-by-side", "overestimated", "overhead", "memory", "journal")
+SECTIONS = ("side-by-side", "overestimated", "overhead", "memory", "journal", "limit-unknown")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,6 +1,6 @@
 """Run the benchmarks, print the table, and write it to ``benchmarks/RESULTS.md``.
 
-    make bench                          # the default: sections 1-5 in about 15 minutes, then 6
+    make bench                          # the default: sections 1-5 in 15 minutes, 6 in 65-100
     make bench BENCH_ARGS=--quick       # a smoke-size run: about 8 minutes, one repetition
     make bench BENCH_ARGS=--full        # sections 1-5 at Tallyfy's real limit, 10 requests/s
     python -m benchmarks.run --only side-by-side --repeat 5

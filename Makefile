@@ -28,7 +28,10 @@ test: lint types unit
 demo: $(STAMP)
 	$(PY) -m bulkruns.demo
 
+# the AWS peer of "The limit unknown" needs botocore, an extra of its own: make test does not
 bench: $(STAMP)
+	$(PY) -c 'from botocore.retries.standard import ThrottlingStatusCodeChecker' 2>/dev/null \
+		|| $(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean:

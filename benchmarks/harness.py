@@ -22,6 +22,8 @@ from typing import Any
 
 import psutil
 
+from bulkruns.sandbox.shape import Limit
+
 PYTHON = sys.executable
 ROOT = Path(__file__).resolve().parent.parent
 # Share of seeded runs that the benchmark filter (status=complete) selects: the sandbox
@@ -32,7 +34,11 @@ COMPLETE_SHARE = 0.38
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerSpec:
-    """A sandbox to start: runs seeded, rate limit (per second, 0 = none), latency."""
+    """A sandbox to start: runs seeded, rate limit (per second, 0 = none), latency.
+
+    ``limits`` are more limits, as ``bulkruns sandbox --limit`` specs (``"200/1s penalty=2"``),
+    and ``cotenant`` another client's requests per second taken from the same budget.
+    """
 
     runs: int
     rate: float = 0.0  # requests per second; 0 = no limit
@@ -40,8 +46,13 @@ class ServerSpec:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     seed: int = 1
+    limits: tuple[str, ...] = ()
+    cotenant: float = 0.0
 
     def args(self) -> list[str]:
+        extra = [arg for spec in self.limits for arg in ("--limit", spec)]
+        if self.cotenant:
+            extra += ["--cotenant", f"{self.cotenant:g}"]
         return [
             "--runs", str(self.runs),
             "--seed", str(self.seed),
@@ -49,7 +60,30 @@ class ServerSpec:
             "--window", f"{self.window:g}",
             "--latency", f"{self.latency_ms:g}",
             "--jitter", f"{self.jitter_ms:g}",
+            *extra,
         ]  # fmt: skip
+
+    @property
+    def ceiling(self) -> float:
+        """The server's limit in requests/s: its tightest (GET-only budgets aside); 0 = none."""
+        rates = [self.rate] if self.rate else []
+        for spec in self.limits:
+            limit = Limit.parse(spec)
+            if not limit.gets_only:
+                rates.append(limit.requests / limit.seconds)
+        return min(rates, default=0.0)
+
+    @property
+    def capacity(self) -> float:
+        """What of the limit is left to the client, requests/s: the ceiling less the co-tenant."""
+        return max(0.0, self.ceiling - self.cotenant) if self.ceiling else 0.0
+
+    @property
+    def horizon(self) -> float:
+        """The longest window of its limits, in seconds (the co-tenant is counted over it)."""
+        windows = [self.window] if self.rate else []
+        windows += [Limit.parse(spec).seconds for spec in self.limits]
+        return max(windows, default=0.0)
 
     def describe(self) -> str:
         limit = (
@@ -58,6 +92,11 @@ class ServerSpec:
             if self.rate
             else "no rate limit"
         )
+        if self.limits:
+            shapes = ", ".join(f"`{spec}`" for spec in self.limits)
+            limit = shapes if not self.rate else f"{limit} and {shapes}"
+        if self.cotenant:
+            limit += f", a co-tenant taking {self.cotenant:g} requests/s of it"
         if self.latency_ms:
             delay = f"latency {self.latency_ms:g} ± {self.jitter_ms:g} ms"
         else:
@@ -142,13 +181,14 @@ class Measure:
     """One measured run of one client: what it reported, and what the server saw."""
 
     client: str
-    limit: float  # the server's limit, requests/s (0 = none)
+    limit: float  # what of the server's limit is left to the client, requests/s (0 = none)
     selected: int  # runs the job had to change when it started
     report: dict[str, Any]
     before: dict[str, Any]
     after: dict[str, Any]
     server_cpu: float = 0.0  # CPU seconds the sandbox used while the client ran
     other_load: float = 0.0  # share of the machine's CPU used by other processes meanwhile
+    spec: ServerSpec | None = None  # the sandbox it ran against
 
     @property
     def done(self) -> int:
@@ -167,6 +207,37 @@ class Measure:
         return int(self.after["throttled"] - self.before["throttled"])
 
     @property
+    def not_reached(self) -> int:
+        """Runs the client did not get to before its time cap (0 for a client without one)."""
+        return int(self.report.get("not_reached", 0))
+
+    @property
+    def accepted(self) -> int:
+        """The client's requests the server served: not refused by its limits."""
+        return self.requests - self.throttled
+
+    @property
+    def cotenant_served(self) -> int:
+        """The co-tenant's requests that counted on the limits while the client ran.
+
+        The sandbox counts them when a request of the client comes in, back to one window
+        before it: so over the client's time and one window more (``measure`` starts the
+        client a window after the sandbox). A pause of the client's longer than a window
+        leaves out what the co-tenant did in it, but for its last window.
+        """
+        return int(self.after.get("cotenant_requests", 0) - self.before.get("cotenant_requests", 0))
+
+    def _shares(self, elapsed: float) -> tuple[float | None, float | None]:
+        """(the share of the server's limit that was served, the co-tenant's share of its own
+        rate that it got), from the server's counts; None where they mean nothing."""
+        spec = self.spec
+        if spec is None or not spec.ceiling or elapsed <= 0:
+            return None, None
+        cotenant = self.cotenant_served / (elapsed + spec.horizon) if spec.cotenant else 0.0
+        used = (self.accepted / elapsed + cotenant) / spec.ceiling
+        return used, (cotenant / spec.cotenant if spec.cotenant else None)
+
+    @property
     def repeated(self) -> int:
         """Runs changed more than once: a fault-free job should change each run once."""
         return int(self.after["changes"]["runs_changed_more_than_once"])
@@ -177,6 +248,7 @@ class Measure:
         elapsed = r["elapsed"]
         ok = r["ok"]
         per_second = self.done / elapsed if elapsed > 0 else 0.0
+        limit_used, cotenant_share = self._shares(elapsed)
         return {
             "selected": self.selected,
             "done": self.done,
@@ -184,7 +256,9 @@ class Measure:
             "items_per_s": per_second,
             "efficiency": per_second / self.limit if self.limit else None,
             "throttled": self.throttled,
-            "missed": self.selected - self.done,
+            # runs a time cap left unreached were not missed: the client never got to them
+            "missed": self.selected - self.done - self.not_reached,
+            "not_reached": self.not_reached,
             "failed": r["failed"],
             "requests_per_item": self.requests / self.done if self.done else None,
             "cpu_per_1000": r["cpu"] / ok * 1000 if ok else None,
@@ -194,6 +268,8 @@ class Measure:
             "repeated": self.repeated,
             "server_cpu_per_1000": self.server_cpu / self.done * 1000 if self.done else None,
             "other_load": self.other_load,
+            "limit_used": limit_used,
+            "cotenant_share": cotenant_share,
         }
 
 
@@ -244,6 +320,10 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="bulkruns-bench-", dir=workdir) as tmp:
         tmpdir = Path(tmp)
         server = start_server(spec, tmpdir)
+        if spec.cotenant:
+            # The sandbox counts the co-tenant from its start, over one window before each
+            # request: a client that starts a window later is shared with it from the first.
+            time.sleep(spec.horizon)
         try:
             before = server.stats()
             selected = int(before["runs"].get(selected_key, 0))
@@ -258,7 +338,9 @@ def measure(
             after = server.stats()
         finally:
             server.stop()
-    return Measure(client, spec.rate, selected, report, before, after, server_cpu, other_load)
+    return Measure(
+        client, spec.capacity, selected, report, before, after, server_cpu, other_load, spec
+    )
 
 
 class _Watch:

@@ -1,9 +1,10 @@
 """Run the benchmarks, print the table, and write it to ``benchmarks/RESULTS.md``.
 
-    make bench                          # the default: about 15 minutes
-    make bench BENCH_ARGS=--quick       # a smoke-size run: about 2 minutes, one repetition
-    make bench BENCH_ARGS=--full        # at Tallyfy's real limit, 10 requests/s: about 35 minutes
+    make bench                          # the default: sections 1-5 in 15 minutes, 6 in 65-100
+    make bench BENCH_ARGS=--quick       # a smoke-size run: about 8 minutes, one repetition
+    make bench BENCH_ARGS=--full        # sections 1-5 at Tallyfy's real limit, 10 requests/s
     python -m benchmarks.run --only side-by-side --repeat 5
+    python -m benchmarks.run --quick --only limit-unknown --out /tmp/limit-unknown.md
 
 Every measured run gets a fresh sandbox in its own process and runs one client in another
 (bulkruns through its library, or a baseline), so state never carries over and each
@@ -31,6 +32,8 @@ from typing import Any
 
 import psutil
 
+from benchmarks import limit_unknown
+from benchmarks.figures import COLUMNS, DASH, Row, spread, table
 from benchmarks.harness import (
     COMPLETE_SHARE,
     PYTHON,
@@ -46,7 +49,6 @@ BULKRUNS = "benchmarks.clients.bulkruns_job"
 DOCS_LOOP = "benchmarks.baselines.docs_requests_loop"
 GATHER = "benchmarks.baselines.gather_aiohttp"
 HERE = Path(__file__).resolve().parent
-DASH = "\u2013"  # en dash, for ranges
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +66,12 @@ class Plan:
     memory_sizes: tuple[int, int] = (10_000, 100_000)
     journal_lines: int = 1_000_000
     journal_reads: int = 5
+    # section 6, the limit unknown: its shapes are its own, not scaled by ``limit``
+    unknown_seconds: float = 60.0  # a job's length at the real limit
+    unknown_loop_runs: int = 400  # the docs' loop's job (one request at a time)
+    unknown_cap: float = 1.5  # the AWS peer takes no new run after this many job lengths
+    tallyfy_seconds: float = 60.0  # shape (e), Tallyfy's 10/s: its job's length
+    tallyfy_loop_runs: int = 200
     repeat: int = 3
     out: str = "RESULTS.md"
 
@@ -86,6 +94,10 @@ PLANS = {
         loop_items=300,
         overhead_items=12_000,
         journal_reads=3,
+        unknown_seconds=10.0,
+        unknown_loop_runs=150,
+        tallyfy_seconds=10.0,
+        tallyfy_loop_runs=60,
         repeat=1,
         out="RESULTS-quick.md",
     ),
@@ -97,73 +109,10 @@ PLANS = {
         main_items=3_000,
         loop_items=3_000,  # enough to meet the limit, where its lack of retries shows
         overhead_items=34_000,
+        tallyfy_seconds=300.0,  # 3,000 runs, as the other sections' jobs here
         out="RESULTS-full.md",
     ),
 }
-
-# --- figures -------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One line of a table: a client in a configuration, over its repetitions."""
-
-    label: str
-    measures: list[Measure] = field(default_factory=list)
-    note: str = ""
-
-    def values(self, name: str) -> list[float]:
-        found = [m.figures()[name] for m in self.measures]
-        return [v for v in found if v is not None]
-
-    def median(self, name: str) -> float | None:
-        values = self.values(name)
-        return statistics.median(values) if values else None
-
-
-def _fmt(value: float, digits: int) -> str:
-    if digits == 0:
-        return f"{value:,.0f}"
-    return f"{value:,.{digits}f}"
-
-
-def spread(values: Sequence[float], digits: int, scale: float = 1.0) -> str:
-    """``median (min-max)``, or the one value (with an en dash, as in print)."""
-    if not values:
-        return DASH
-    scaled = [v * scale for v in values]
-    mid = _fmt(statistics.median(scaled), digits)
-    lo, hi = _fmt(min(scaled), digits), _fmt(max(scaled), digits)
-    if len(scaled) == 1 or lo == hi:
-        return mid
-    return f"{mid} ({lo}{DASH}{hi})"
-
-
-COLUMNS: list[tuple[str, str, int, float]] = [
-    # (figure, heading, digits, scale)
-    ("selected", "runs selected", 0, 1.0),
-    ("items_per_s", "items/s", 1, 1.0),
-    ("efficiency", "efficiency", 3, 1.0),
-    ("throttled", "429s", 0, 1.0),
-    ("missed", "runs missed", 0, 1.0),
-    ("failed", "runs failed", 0, 1.0),
-    ("requests_per_item", "requests/item", 3, 1.0),
-    ("cpu_per_1000", "client CPU-s/1k items", 2, 1.0),
-    ("peak_rss_mib", "peak RSS MiB", 1, 1.0),
-    ("first_mutation", "first change ms", 0, 1000.0),
-]
-
-
-def table(rows: Sequence[Row], columns: Sequence[tuple[str, str, int, float]]) -> str:
-    head = ["client", *(c[1] for c in columns)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        cells = [row.label] + [
-            spread(row.values(name), digits, scale) for name, _, digits, scale in columns
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
 
 # --- scenarios -----------------------------------------------------------------------------
 
@@ -193,20 +142,26 @@ class Bench:
         )
 
     def repeat(self, key: str, label: str, run: Callable[[], Measure]) -> Row:
-        row = self.rows.setdefault(key, Row(label))
         for n in range(self.plan.repeat):
-            started = time.perf_counter()
-            m = run()
-            row.measures.append(m)
-            f = m.figures()
-            eff = f["efficiency"]
-            self.log(
-                f"  {label} #{n + 1}: {f['done']:,}/{f['selected']:,} runs in "
-                f"{f['elapsed']:.1f} s, {f['items_per_s']:,.1f}/s"
-                + (f", efficiency {eff:.3f}" if eff is not None else "")
-                + f", {f['throttled']} 429s, {f['failed']} failed, "
-                f"other load {m.other_load:.0%} ({time.perf_counter() - started:.0f} s)"
-            )
+            self.once(key, label, run, n)
+        return self.rows[key]
+
+    def once(self, key: str, label: str, run: Callable[[], Measure], n: int) -> Row:
+        """Measure one repetition (number ``n``, from 0) of a row, and log it."""
+        row = self.rows.setdefault(key, Row(label))
+        started = time.perf_counter()
+        m = run()
+        row.measures.append(m)
+        f = m.figures()
+        eff, used = f["efficiency"], f["limit_used"]
+        self.log(
+            f"  {label} #{n + 1}: {f['done']:,}/{f['selected']:,} runs in "
+            f"{f['elapsed']:.1f} s, {f['items_per_s']:,.1f}/s"
+            + (f", efficiency {eff:.3f}" if eff is not None else "")
+            + (f", limit used {used:.3f}" if used is not None else "")
+            + f", {f['throttled']} 429s, {f['failed']} failed, "
+            f"other load {m.other_load:.0%} ({time.perf_counter() - started:.0f} s)"
+        )
         return row
 
     # 1 -----------------------------------------------------------------------------------
@@ -430,6 +385,10 @@ class Bench:
             + "\n".join(f"| {label} | {spread(v, 0, 1000.0)} |" for label, v in first)
         )
 
+    # 6 -----------------------------------------------------------------------------------
+    def limit_unknown(self) -> None:
+        limit_unknown.run(self)
+
 
 # --- targets -------------------------------------------------------------------------------
 
@@ -484,6 +443,8 @@ def targets(bench: Bench) -> str:
             f"{load:.2f} s",
             load < 3,
         )
+    for target, figure, met in limit_unknown.target_lines(bench):
+        add(target, figure, met)
     return "## Targets\n\n" + "\n".join(lines)
 
 
@@ -502,7 +463,7 @@ def machine() -> str:
         pass
     ram = psutil.virtual_memory().total / 2**30
     versions = []
-    for name in ("aiohttp", "orjson", "anyio", "aiolimiter", "requests"):
+    for name in ("aiohttp", "orjson", "anyio", "aiolimiter", "requests", "botocore"):
         try:
             from importlib.metadata import version
 
@@ -534,7 +495,7 @@ def revision() -> tuple[str, str]:
     return shown, _git("rev-parse", "HEAD:bulkruns") + _git("diff", "HEAD", "--", "bulkruns")
 
 
-SECTIONS = ("side-by-side", "overestimated", "overhead", "memory", "journal")
+SECTIONS = ("side-by-side", "overestimated", "overhead", "memory", "journal", "limit-unknown")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

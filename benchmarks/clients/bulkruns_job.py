@@ -11,6 +11,7 @@ result log, as the command line always does. Prints one JSON result line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from typing import Any
 
@@ -33,12 +34,13 @@ class _TimedClient(Client):
 async def _main(args: argparse.Namespace) -> None:
     meter = Meter()
     options = JobOptions(
-        rate=args.rate,
         concurrency=args.concurrency,
         journal=None if args.resume else args.journal,
         limit=args.limit,
         max_failures=None,
     )
+    if args.rate is not None:  # told a rate; else bulkruns' default
+        options = dataclasses.replace(options, rate=args.rate)
     client = _TimedClient(
         org=os.environ["TALLYFY_ORG_ID"],
         token=os.environ["TALLYFY_ACCESS_TOKEN"],
@@ -83,7 +85,9 @@ def main() -> None:
     parser.add_argument("--status", default="complete", help="the filter: runs with this status")
     parser.add_argument("--ids-file", help="archive the runs of this file instead")
     parser.add_argument("--resume", help="resume the job of this result log")
-    parser.add_argument("--rate", type=float, required=True, help="requests/s; 0 = unpaced")
+    parser.add_argument(
+        "--rate", type=float, help="requests/s; 0 = unpaced (default: JobOptions' default)"
+    )
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--limit", type=int)
     parser.add_argument("--journal", help="the result log of a new job")

@@ -467,6 +467,7 @@ def test_base_url_normalisation(given: str, expected: str) -> None:
         ("ftp://go.tallyfy.com/api", "https://"),
         ("https://", "https://"),
         ("https://go.tallyfy.com/api?access_token=secret-pw", "query"),
+        ("go.tallyfy.com/api?access_token=secret-pw", "query"),
         ("http://evil.localhost:8765/api", "loopback"),
         ("https://go.tallyfy.com:99999/api", "malformed"),
         ("https://user:secret-pw@go.tallyfy.com/api", "credentials"),

@@ -69,11 +69,11 @@ def normalise_base_url(url: str) -> str:
     if parts.username is not None or parts.password is not None:
         # Not echoed: the URL itself holds a secret.
         raise ConfigError(f"the base URL must not contain credentials; {example}")
-    if scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"the base URL {text!r} is not an https:// URL with a host; {example}")
     if parts.query or parts.fragment:
         # Not echoed: a pasted query string may hold a token.
         raise ConfigError(f"the base URL must not have a query or fragment; {example}")
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"the base URL {text!r} is not an https:// URL with a host; {example}")
     host = parts.hostname.lower()
     if scheme == "http" and not is_loopback_host(host):
         raise ConfigError(

@@ -133,6 +133,31 @@ def test_filter_record_round_trip() -> None:
         RunFilter.from_record([["q", "x"]])  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("record", "named"),
+    [
+        ({"q": 5}, "q must be text"),
+        ({"sort": ["name"]}, "sort must be text"),
+        ({"starred": "false"}, "starred must be true or false"),
+        ({"all_runs": None}, "all_runs must be true or false"),
+        ({"owners": "u1"}, "owners must be a sequence"),
+        ({"created_before": 20250101}, "unreadable"),
+    ],
+)
+def test_a_filter_of_the_wrong_types_in_a_log_is_refused(
+    record: dict[str, object], named: str
+) -> None:
+    with pytest.raises(ConfigError, match=named):
+        RunFilter.from_record(record)
+
+
+def test_a_filter_of_the_wrong_types_is_refused_in_the_library() -> None:
+    with pytest.raises(ConfigError, match="starred must be true or false"):
+        RunFilter(starred="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="created_before must be a moment"):
+        RunFilter(created_before="2025-01-01")  # type: ignore[arg-type]
+
+
 def test_read_ids_validates_each_line() -> None:
     good = "a" * 32
     assert list(read_ids([good + "\n", "\n", "# note\n", f"  {good}  "], source="ids")) == [

@@ -18,6 +18,8 @@ STATUSES = ("active", "complete", "problem", "delayed", "archived")
 # The filters a listed run cannot show: text search, folder, tag, groups, its tasks' status.
 _UNSHOWN = ("q", "folder", "tag", "groups", "task_status")
 _ABSENT = object()
+# The filters given as text: sent as they are.
+_TEXTS = ("q", "checklist_id", "folder", "tag", "type", "task_status", "sort")
 
 ARCHIVED_STYLES = ("status", "only")
 ArchivedStyle = Literal["status", "only"]
@@ -72,6 +74,17 @@ class RunFilter:
     all_runs: bool = False
 
     def __post_init__(self) -> None:
+        for name in (*_TEXTS, "status"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be text, not {value!r}")
+        for name, value in (("starred", self.starred), ("all_runs", self.all_runs)):
+            if not isinstance(value, bool) and (name == "all_runs" or value is not None):
+                raise ConfigError(f"{name} must be true or false, not {value!r}")
+        for name in ("created_before", "updated_before"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, datetime):
+                raise ConfigError(f"{name} must be a moment, not {value!r}")
         if self.status is not None and self.status not in STATUSES:
             raise ConfigError(
                 f"unknown status {self.status!r}: choose one of {', '.join(STATUSES)}"
@@ -208,11 +221,11 @@ class RunFilter:
         values = dict(record)
         try:
             for key in ("owners", "groups"):
-                if key in values:
+                if isinstance(values.get(key), list):
                     values[key] = tuple(values[key])
             for key in ("created_before", "updated_before"):
                 if key in values:
                     values[key] = datetime.fromisoformat(values[key])
             return cls(**values)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, ConfigError) as exc:
             raise ConfigError(f"the log's filter is unreadable: {exc}") from None

@@ -133,6 +133,7 @@ def test_rate_limit_headers_are_read() -> None:
         {},
         {"X-RateLimit-Reset": "30"},  # a reset alone says nothing about what is left
         {"X-RateLimit-Limit": "lots", "X-RateLimit-Remaining": "-1"},
+        {"X-RateLimit-Limit": "0", "X-RateLimit-Reset": "30"},  # a limit that allows nothing
     ],
 )
 def test_missing_or_unreadable_rate_limit_headers_are_none(given: dict[str, str]) -> None:

@@ -205,10 +205,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 def parse_rate_limit(headers: Headers, *, now: float | None = None) -> RateLimitInfo | None:
     """The ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` headers, or None without them.
 
-    An unreadable or negative value counts as absent; ``now`` is the Unix time a reset given
-    as a Unix time is counted from (the current time by default).
+    An unreadable or negative value counts as absent, and so does a limit of 0, which would
+    allow nothing ever; ``now`` is the Unix time a reset given as a Unix time is counted from
+    (the current time by default).
     """
-    limit = _count(headers.get("X-RateLimit-Limit"))
+    limit = _count(headers.get("X-RateLimit-Limit")) or None
     remaining = _count(headers.get("X-RateLimit-Remaining"))
     if limit is None and remaining is None:
         return None

@@ -94,7 +94,7 @@ def test_resume_and_undo_read_the_organisation_and_server_from_the_log(
 def test_every_command_helps_with_examples_environment_and_exit_codes(tmp_path: Path) -> None:
     names = [
         *("list", "archive", "activate", "update", "delete"),
-        *("resume", "undo", "report", "rethrottle"),
+        *("resume", "undo", "report", "rethrottle", "sandbox"),
     ]
     results = run_many([([name, "--help"], dict(os.environ)) for name in names], cwd=tmp_path)
     for name, result in zip(names, results, strict=True):
@@ -104,8 +104,8 @@ def test_every_command_helps_with_examples_environment_and_exit_codes(tmp_path: 
         assert 2 <= len(examples) <= 3, name
         assert "Exit codes:" in text, name
         assert re.search(r"^    0 ", text, re.MULTILINE), name
-        assert ("130" in text) == (name not in ("report", "rethrottle")), name
-        if name == "report":
+        assert ("130" in text) == (name not in ("report", "rethrottle", "sandbox")), name
+        if name in ("report", "sandbox"):
             assert "Environment: none" in text
         elif name == "rethrottle":  # it finds the job by its lock: no token
             assert "TALLYFY_ORG_ID" in text
@@ -113,7 +113,7 @@ def test_every_command_helps_with_examples_environment_and_exit_codes(tmp_path: 
         else:
             for variable in ("TALLYFY_ORG_ID", "TALLYFY_ACCESS_TOKEN", "HTTPS_PROXY"):
                 assert variable in text, (name, variable)
-        if name not in ("resume", "undo", "report", "rethrottle"):
+        if name not in ("resume", "undo", "report", "rethrottle", "sandbox"):
             # the age units, and the one refused
             assert "30min, 12h, 90d, 2w, 6mo, 1y or 45s" in text, name
             assert "a bare m is refused" in text, name
@@ -180,6 +180,27 @@ def test_a_stalled_request_waits_no_longer_than_the_timeout(
     retried = [r for r in journal_records(tmp_path / "j.jsonl") if r.get("outcome") == "failed"]
     assert len(retried) == 4
     assert all("within 0.3 s" in r["error"] for r in retried)
+
+
+def test_a_damaged_recorded_timeout_is_named_as_the_logs(
+    box: ThreadedSandbox, tmp_path: Path
+) -> None:
+    env = box.env(tmp_path)
+    (tmp_path / "ids.txt").write_text(box.ids(live)[0] + "\n")
+    first = run(["archive", "--ids-file", "ids.txt", "--log", "j.jsonl"], env=env, cwd=tmp_path)
+    assert first.code == 0, first.err
+    lines = (tmp_path / "j.jsonl").read_bytes().splitlines(keepends=True)
+    header = orjson.loads(lines[0])
+    header["params"]["timeout"] = -1
+    (tmp_path / "j.jsonl").write_bytes(orjson.dumps(header) + b"\n" + b"".join(lines[1:]))
+
+    result = run(["resume", "j.jsonl"], env=env, cwd=tmp_path)
+
+    assert result.code == 2
+    assert result.err == (
+        "bulkruns: error: the log's recorded timeout -1 is not a number of seconds above 0; "
+        "give --timeout SECONDS\n"
+    )
 
 
 # --- list for people and pipes -------------------------------------------------------------

@@ -82,14 +82,19 @@ def _read_log(path_text: str) -> tuple[Path, JournalState]:
 
 
 def _timeout(kw: dict[str, Any], header: dict[str, Any]) -> float | None:
-    """``--timeout``, else the one the log's job ran with (the client checks it)."""
+    """``--timeout`` (the client checks it), else the one the log's job ran with."""
     if kw["timeout"] is not None:
         return float(kw["timeout"])
     params = header.get("params")
     recorded = params.get("timeout") if isinstance(params, dict) else None
-    if isinstance(recorded, int | float) and not isinstance(recorded, bool):
-        return float(recorded)
-    return None
+    if recorded is None:
+        return None
+    if isinstance(recorded, bool) or not isinstance(recorded, int | float) or not recorded > 0:
+        raise JournalError(
+            f"the log's recorded timeout {recorded!r} is not a number of seconds above 0; "
+            "give --timeout SECONDS"
+        )
+    return float(recorded)
 
 
 def _log_header(path_text: str) -> dict[str, Any]:
@@ -192,8 +197,8 @@ def resume_command(log: str, preview: bool, yes: bool, **kw: Any) -> int:
     """Continue the job a result log describes; a dry run's log is applied as its plan.
 
     Done items are skipped, failed and unfinished ones retried; it appends to the same log
-    (so there is no --log). The job's recorded settings are the defaults of the options;
-    The job's --timeout is recorded too.
+    (so there is no --log). The job's recorded settings, its --timeout among them, are the
+    defaults of the options.
 
     With --dry-run, it only counts from the log what it would retry or apply, and says
     whether the job's query would be listed again (runs that match it now are taken too;

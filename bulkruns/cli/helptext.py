@@ -54,6 +54,11 @@ _EXAMPLES = {
         "bulkruns rethrottle --rate 2          # leave room for another integration",
         "bulkruns rethrottle --rate 10 --org ORG",
     ),
+    "sandbox": (
+        "bulkruns sandbox --runs 5000 --latency 40 --jitter 20",
+        "bulkruns sandbox --rate 0 --limit '50/1s penalty=2' --cotenant 15",
+        "bulkruns sandbox --port 0 --keep-unsent-assignees --status-archived lists-archived",
+    ),
 }
 
 _CONNECTION = (
@@ -73,11 +78,16 @@ _JOB_EXITS = (
         "usage, configuration or input error, another job holds the lock, or Tallyfy ignores "
         "the filter: nothing changed",
     ),
-    (3, "aborted (token refused, failure budget, listing failed): resumable"),
+    (
+        3,
+        "aborted (token refused, failure budget, listing failed, a wait past --max-wait): "
+        "resumable",
+    ),
     (130, "interrupted by Ctrl-C or SIGTERM: resumable"),
 )
 _LIST_EXITS = (
     (0, "the matching runs were printed"),
+    (1, "the listing kept moving while it was read: some runs may be missing"),
     (2, "usage, configuration or input error: nothing was sent"),
     (3, "listing failed (token refused, Tallyfy unreachable)"),
     (130, "interrupted"),
@@ -90,6 +100,10 @@ _RETHROTTLE_EXITS = (
     (0, "the running job paces at the new rate"),
     (1, "the running job did not answer"),
     (2, "usage error, or no job is running for the organisation"),
+)
+_SANDBOX_EXITS = (
+    (0, "stopped by Ctrl-C or SIGTERM"),
+    (2, "usage error, or the address cannot be listened on"),
 )
 _LOCATION = (
     ("TALLYFY_ORG_ID", "the organisation (--org)"),
@@ -114,11 +128,18 @@ def epilog(command: str) -> str:
         )
     if command == "report":
         parts.append("Environment: none; the log names the organisation and the server.")
+    elif command == "sandbox":
+        parts.append("Environment: none; it prints the exports a client needs.")
     elif command == "rethrottle":
         parts += ["Environment:", _table(_LOCATION + _LOCK)]
     else:
         parts += ["Environment:", _table(_CONNECTION + (_LOCK if command != "list" else ()))]
-    exits = {"list": _LIST_EXITS, "report": _REPORT_EXITS, "rethrottle": _RETHROTTLE_EXITS}
+    exits = {
+        "list": _LIST_EXITS,
+        "report": _REPORT_EXITS,
+        "rethrottle": _RETHROTTLE_EXITS,
+        "sandbox": _SANDBOX_EXITS,
+    }
     exits_of = exits.get(command, _JOB_EXITS)
     parts += ["Exit codes:", _table(exits_of)]
     return "\n\n".join(parts)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from bulkruns.api import is_loopback_host
+from bulkruns.cli.helptext import epilog
 from bulkruns.cli.root import InputError, finite
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def _describe_limits(config: SandboxConfig) -> str:
     return ", ".join(said)
 
 
-@click.command("sandbox")
+@click.command("sandbox", epilog=epilog("sandbox"))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option(
     "--port",

@@ -21,7 +21,7 @@ from bulkruns.model import ArchivedStyle, RunFilter, id_key, is_run_id
 from bulkruns.pace import Pacer, RetryPolicy, send_paced
 from bulkruns.select import Fetch, check_filters, list_pages
 
-__all__ = ["ListForm", "count_runs", "list_runs", "sample_runs"]
+__all__ = ["ListForm", "list_runs", "sample_runs"]
 
 ListForm = Literal["json", "ids", "count"]
 """What ``bulkruns list`` prints: each run as a JSON line, each run's ID, or their number."""
@@ -60,12 +60,6 @@ def _fetcher(client: Client, pacer: Pacer, per_page: int) -> Fetch:
             raise ExitError(f"{exc}; nothing was changed", EXIT_ABORTED) from None
 
     return fetch
-
-
-async def count_runs(conn: Connection, params: Sequence[tuple[str, str]]) -> int:
-    """How many runs a query selects now, from one page of one run."""
-    total, _ = await sample_runs(conn, params, size=1)
-    return total
 
 
 async def sample_runs(

@@ -11,10 +11,9 @@ from bulkruns.model.operations import (
     Step,
     validate_fields,
 )
-from bulkruns.model.when import AGE_UNITS, parse_duration, parse_timestamp, parse_when
+from bulkruns.model.when import parse_duration, parse_timestamp, parse_when
 
 __all__ = [
-    "AGE_UNITS",
     "ARCHIVED_STYLES",
     "STATUSES",
     "UPDATABLE_FIELDS",

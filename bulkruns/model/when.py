@@ -15,12 +15,10 @@ from typing import Any
 
 from bulkruns.errors import ConfigError
 
-__all__ = ["AGE_UNITS", "parse_duration", "parse_timestamp", "parse_when"]
+__all__ = ["parse_duration", "parse_timestamp", "parse_when"]
 
 _SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _CALENDAR = ("mo", "y")
-AGE_UNITS = "s, min, h, d, w, mo (months), y (years)"
-"""The units an age takes, as help texts list them."""
 
 _AMOUNT = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
 

@@ -4,10 +4,10 @@ Open a ``Client``, build a ``Job`` from an ``Operation``, a selection (a ``RunFi
 IDs) and ``JobOptions``, and ``await job.run()`` for its ``Summary``. ``Job.resume`` and
 ``Job.undo`` build jobs from a result log. The README has a runnable example.
 
-The pipeline, one package a stage: ``api`` (Tallyfy's endpoints) and ``model`` (operations,
-filters) at the bottom; ``select`` (which runs), ``pace`` (when each request may leave),
-``journal`` (the result log) and ``job`` (the workers and the run) above them; ``cli`` on
-top; ``sandbox`` beside them all.
+The pipeline, one package a stage, each importing only those before it: ``api`` (Tallyfy's
+endpoints), ``pace`` (when each request may leave), ``model`` (operations, filters),
+``journal`` (the result log), ``select`` (which runs), ``job`` (the workers and the run),
+``cli`` on top; ``sandbox`` beside them all.
 """
 
 from bulkruns.api import DEFAULT_BASE_URL, Client, Page, Reply

@@ -76,9 +76,9 @@ class Client:
 
     Raises:
         ConfigError: an empty org or token, a token with whitespace, a bad base URL,
-            plain http:// to a non-loopback host, a non-positive limit, a CA file that
-            cannot be read as PEM certificates, or a proxy variable that is not an
-            http(s):// URL.
+            plain http:// to a non-loopback host, a concurrency or timeout that is not
+            positive, a CA file that cannot be read as PEM certificates, or a proxy variable
+            that is not an http(s):// URL.
     """
 
     def __init__(

@@ -33,6 +33,9 @@ AWS_LABEL = "AWS adaptive retry mode (botocore), not told"
 DOCS_LABEL = "docs' requests loop, not told"
 TITLE = "6. The limit unknown"
 PENALTY = "penalty=2"  # every shape's: once it refuses, 2 s of refusals
+# (a)-(c) announce nothing, so that their limit is found from 429s alone; (d) and (e) send
+# X-RateLimit-Limit and -Remaining, as Laravel's throttle (Tallyfy's) does.
+QUIET = "quiet"
 TIMES = "\u00d7"  # multiplication sign
 
 
@@ -103,13 +106,13 @@ SHAPES = (
     Shape(
         key="a",
         title="200/s",
-        limits=(f"200/1s {PENALTY}",),
+        limits=(f"200/1s {QUIET} {PENALTY}",),
         told=(Told("exact", 200, "exact", EXACT), Told("2x", 400, f"2{TIMES} over", OVER)),
     ),
     Shape(
         key="b",
         title="50/s",
-        limits=(f"50/1s {PENALTY}",),
+        limits=(f"50/1s {QUIET} {PENALTY}",),
         told=(
             Told("exact", 50, "exact", EXACT),
             Told("2x", 100, f"2{TIMES} over", OVER),
@@ -119,7 +122,7 @@ SHAPES = (
     Shape(
         key="c",
         title="200/s shared with a co-tenant taking 60/s",
-        limits=(f"200/1s {PENALTY}",),
+        limits=(f"200/1s {QUIET} {PENALTY}",),
         cotenant=60.0,
         told=(
             Told("exact", 140, "what is left, exactly", EXACT),

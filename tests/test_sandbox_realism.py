@@ -549,13 +549,15 @@ def test_sandbox_command_sets_tallyfy_quirks(monkeypatch: pytest.MonkeyPatch) ->
     }
 
 
-def test_sandbox_command_keeps_tallyfy_quirks_off_by_default(
+def test_sandbox_command_defaults_are_the_configs_as_tallyfy_behaves(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config, default = served_config(monkeypatch), SandboxConfig()
     assert [getattr(config, name) for name in QUIRK_FIELDS] == [
         getattr(default, name) for name in QUIRK_FIELDS
     ]
+    # on where Tallyfy's own clients record it: assignees stripped, status=archived ignored
+    assert (config.strip_unsent_assignees, config.status_archived) == (True, "ignored")
 
 
 @pytest.mark.parametrize(

@@ -365,6 +365,21 @@ async def test_ignored_filters_leave_the_default_list(
         assert [run["id"] for run in heeded.runs] != listing(sandbox)[:100]
 
 
+async def test_a_list_can_leave_out_fields_that_reading_the_run_shows(
+    make_sandbox: MakeSandbox, make_client: MakeClient
+) -> None:
+    omitting = make_sandbox(list_omits=("is_public", "prerun"))
+    async with omitting as sandbox, make_client(sandbox) as client:
+        page = await client.list_runs([])
+        read = await client.get_run(page.runs[0]["id"])
+    assert all("is_public" not in run and "prerun" not in run for run in page.runs)
+    assert all("users" in run for run in page.runs)
+    assert read.data is not None
+    assert {"is_public", "prerun"} <= set(read.data)
+    with pytest.raises(ValueError, match="must not leave out a run's id"):
+        SandboxConfig(list_omits=("id",))
+
+
 # --- other people at work while a job lists ------------------------------------------------------
 
 
@@ -505,6 +520,7 @@ QUIRK_FIELDS = (
     "per_page_reported",
     "status_archived",
     "ignored_filters",
+    "list_omits",
     "launches_per_list",
     "renames_per_list",
     "completions_per_list",
@@ -533,6 +549,7 @@ def test_sandbox_command_sets_tallyfy_quirks(monkeypatch: pytest.MonkeyPatch) ->
         "--status-archived=matches-none",
         "--ignore-filter=status",
         "--ignore-filter=type",
+        "--list-omits=is_public",
         "--launches-per-list=3",
         "--renames-per-list=2",
         "--completions-per-list=1",
@@ -543,6 +560,7 @@ def test_sandbox_command_sets_tallyfy_quirks(monkeypatch: pytest.MonkeyPatch) ->
         "per_page_reported": "asked",
         "status_archived": "matches-none",
         "ignored_filters": ("status", "type"),
+        "list_omits": ("is_public",),
         "launches_per_list": 3,
         "renames_per_list": 2,
         "completions_per_list": 1,

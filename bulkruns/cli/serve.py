@@ -197,6 +197,13 @@ def _describe_limits(config: SandboxConfig) -> str:
     help="A list parameter the server ignores as unknown (status, type…); repeatable.",
 )
 @click.option(
+    "--list-omits",
+    "list_omits",
+    multiple=True,
+    metavar="FIELD",
+    help="A run field list pages leave out (reading the run shows it); repeatable.",
+)
+@click.option(
     "--launches-per-list",
     type=click.IntRange(min=0),
     default=0,
@@ -242,6 +249,7 @@ def sandbox(
     per_page_reported: str,
     status_archived: str,
     ignored_filters: tuple[str, ...],
+    list_omits: tuple[str, ...],
     launches_per_list: int,
     renames_per_list: int,
     completions_per_list: int,
@@ -284,6 +292,7 @@ def sandbox(
             per_page_reported=per_page_reported,
             status_archived=status_archived,
             ignored_filters=ignored_filters,
+            list_omits=list_omits,
             launches_per_list=launches_per_list,
             renames_per_list=renames_per_list,
             completions_per_list=completions_per_list,

@@ -200,6 +200,8 @@ async def _list(request: web.Request, state: SandboxState) -> tuple[int, Any]:
     )
     served = wanted.per_page if config.page_size is None else min(wanted.per_page, config.page_size)
     runs, total = state.store.page(dataclasses.replace(wanted, per_page=served))
+    if config.list_omits:
+        runs = [{k: v for k, v in run.items() if k not in config.list_omits} for run in runs]
     if state.others.busy:
         # They change run objects in place once this page is taken: serve it as it was.
         runs = [dict(run) for run in runs]

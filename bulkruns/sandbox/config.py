@@ -96,6 +96,10 @@ class SandboxConfig:
             filter value it does not support is "a silent passthrough that returns
             misleading results" (tallyfy/mcp-public ``get_organization_runs``, on
             ``type``).
+        list_omits: run fields a list page leaves out, though reading the run
+            (``GET …/runs/{id}``) shows them. Tallyfy's list sample shows a run's main
+            fields and then "other run properties", unnamed; which it leaves out is not
+            recorded, so none by default.
         launches_per_list: runs other people launch after each list page served. A
             real organisation launches, renames and completes runs while a job lists;
             how often is its own, so these three default to none. Their work is seeded
@@ -135,6 +139,7 @@ class SandboxConfig:
     per_page_reported: str = "served"
     status_archived: str = "ignored"
     ignored_filters: tuple[str, ...] = ()
+    list_omits: tuple[str, ...] = ()
     launches_per_list: int = 0
     renames_per_list: int = 0
     completions_per_list: int = 0
@@ -181,6 +186,11 @@ class SandboxConfig:
         filters = self.ignored_filters
         if not isinstance(filters, tuple) or not set(filters) <= set(LIST_FILTERS):
             raise ValueError(f"ignored_filters must be list filters: {', '.join(LIST_FILTERS)}")
+        omits = self.list_omits
+        if not isinstance(omits, tuple) or not all(isinstance(n, str) for n in omits):
+            raise ValueError("list_omits must be a tuple of run field names")
+        if "id" in omits:
+            raise ValueError("list_omits must not leave out a run's id")
 
     @property
     def effective_burst_limit(self) -> int:

@@ -20,7 +20,7 @@ from engine_support import FAST, complete, ids_with, records, run, serve
 
 from bulkruns.api import Reply
 from bulkruns.cli.lock import JobLock
-from bulkruns.errors import ConfigError, ServerError
+from bulkruns.errors import ConfigError, PermissionDenied, ServerError
 from bulkruns.job import Job, JobOptions, JobSpec, Summary
 from bulkruns.journal import read_journal
 from bulkruns.journal import writer as journal_writer
@@ -168,6 +168,74 @@ async def test_an_update_by_id_reads_each_run_first(tmp_path: Path) -> None:
         assert undo.ok == 12
         assert all(sandbox.state.run(i)["summary"] != "By ID" for i in live)  # type: ignore[index]
         assert assignees(sandbox, live) == kept
+
+
+async def test_an_update_of_a_field_the_listing_does_not_show_reads_it_for_the_undo(
+    tmp_path: Path,
+) -> None:
+    async with serve(runs=80, list_omits=("is_public",)) as (sandbox, client):
+        actives = ids_with(sandbox, lambda r: r["status"] == "active" and not r["archived_at"])
+        was = {i: sandbox.state.run(i)["is_public"] for i in actives}  # type: ignore[index]
+        journal = tmp_path / "public.jsonl"
+        update = Operation(name="update", fields={"is_public": True})
+        summary = await run(client, update, RunFilter(status="active"), journal)
+        assert summary.ok + summary.skipped == len(actives)
+        assert sandbox.state.count("get") == len(actives)  # the listing could not tell
+        ok = [r for r in records(journal) if r.get("outcome") == "ok"]
+        assert ok
+        assert all("is_public" in r["before"] for r in ok)
+        undo = await Job.undo(client, journal, JobOptions(**FAST, journal=tmp_path / "u")).run()
+        assert undo.failed == 0
+        assert {i: sandbox.state.run(i)["is_public"] for i in actives} == was  # type: ignore[index]
+
+
+# -- an activate by ID records only the runs it restored --------------------------------------
+
+
+async def test_an_activate_by_id_skips_live_runs_so_its_undo_archives_only_the_restored(
+    tmp_path: Path,
+) -> None:
+    async with serve(runs=60) as (sandbox, client):
+        archived = sorted(ids_with(sandbox, lambda r: r["archived_at"] is not None))[:4]
+        live = sorted(ids_with(sandbox, lambda r: r["archived_at"] is None))[:3]
+        assert len(archived) == 4
+        journal = tmp_path / "restore.jsonl"
+        summary = await run(client, Operation(name="activate"), archived + live, journal)
+        assert (summary.ok, summary.skipped, summary.failed) == (4, 3, 0)
+        assert sandbox.state.count("activate") == 4  # none for the runs that read as live
+        notes = {r["id"]: r.get("note") for r in records(journal) if r.get("outcome")}
+        assert {notes[i] for i in live} == {"already live"}
+        undo = await Job.undo(client, journal, JobOptions(**FAST, journal=tmp_path / "u")).run()
+        assert undo.ok == 4
+        assert all(sandbox.state.run(i)["archived_at"] for i in archived)  # type: ignore[index]
+        assert not any(sandbox.state.run(i)["archived_at"] for i in live)  # type: ignore[index]
+
+
+async def test_an_archive_first_delete_refused_says_the_run_was_archived(tmp_path: Path) -> None:
+    async with serve(runs=40) as (sandbox, client):
+        targets = sorted(ids_with(sandbox, complete))[:3]
+
+        async def refused(run_id: str) -> Reply:
+            raise PermissionDenied(403, "You do not have permission to delete this process")
+
+        client.delete = refused  # type: ignore[method-assign]
+        delete = Operation(name="delete", archive_first=True)
+        journal = tmp_path / "d.jsonl"
+        summary = await run(client, delete, targets, journal)
+        assert summary.failed == 3
+        assert all(sandbox.state.run(i)["archived_at"] for i in targets)  # type: ignore[index]
+        errors = {r["error"] for r in records(journal) if r.get("outcome") == "failed"}
+        assert errors == {
+            "HTTP 403: You do not have permission to delete this process "
+            "(after its archive, which was made)"
+        }
+
+
+def test_a_resumed_job_is_never_a_dry_run(tmp_path: Path) -> None:
+    journal = tmp_path / "j.jsonl"
+    journal.write_bytes(b"")
+    with pytest.raises(ConfigError, match="a resumed job is never a dry run"):
+        JobSpec.resume(journal, JobOptions(dry_run=True))
 
 
 # -- claims when the request leaves, and lost answers settled by reading --------------------

@@ -1,11 +1,15 @@
 """One run handled: skipped, planned, or changed by the operation's steps in order, each
 through the paced send, with what a 404 means at each; the outcome recorded.
 
-Two rules come from how Tallyfy really behaves. An update empties the assignee lists it is
+Some rules come from how Tallyfy really behaves. An update empties the assignee lists it is
 not sent, so every update carries the run's current ``users`` and ``groups`` unless it sets
 them: from this session's listing, or read (``GET``) just before, for a run given by ID or
-plan; a run whose assignees cannot be known is not sent anything. And a run whose earlier
-attempt lost its answer is read first where reading tells whether the change was made.
+plan, or whose listing does not show a field the update sets (its undo needs the value); a
+run whose assignees cannot be known is not sent anything. An activate answers 200 for a run
+that is live already, so a run given by ID is read first, and one that reads (live) is
+skipped: the log, and so the undo, holds only the runs the job restored. And a run whose
+earlier attempt lost its answer is read first where reading tells whether the change was
+made.
 
 A run's claim is written as its first change request leaves, after the pacer's slot: never
 for a request that was not sent.
@@ -128,6 +132,11 @@ class Applier:
             body, total, done = await self._update_body(work, fields)
             if done is not None:
                 return done, False
+        elif self._operation.name == "activate" and not work.listed and not work.unknown:
+            total, done = await self._live_already(work)
+            if done is not None:
+                return done, False
+        made: list[str] = []  # the steps made so far: a later one's failure says so
         for step in steps:
             attempts = Attempts(unknown=work.unknown)
             if work.unknown and step.settles_by_reading is not None and step.name != "update":
@@ -145,18 +154,19 @@ class Applier:
                 note = step.when_missing(unknown=attempts.unknown)
                 if note is None:
                     raise _Failed(
-                        _failure(work, exc, total + attempts.count), attempts.unknown
+                        _failure(work, exc, total + attempts.count, made=made), attempts.unknown
                     ) from None
                 notes.append(note)
                 reply = Reply(status=exc.status, data=None, request_id=exc.request_id)
             except (APIError, TransportError) as exc:
                 raise _Failed(
-                    _failure(work, exc, total + attempts.count), attempts.unknown
+                    _failure(work, exc, total + attempts.count, made=made), attempts.unknown
                 ) from None
             else:
                 if step.idempotent and attempts.unknown and attempts.count > 1:
                     notes.append(f"retried after an answer was lost; an {step.name} is idempotent")
             total += attempts.count
+            made.append(step.name)
         result = ItemResult(
             work.id,
             "ok",
@@ -173,6 +183,8 @@ class Applier:
         """An update's body, with the run's current assignees: (body, reads made, and the
         outcome when the run, read, needs no change after all)."""
         current = work.before if work.listed else None
+        if current is not None and any(k not in current for k in fields):
+            current = None  # the listing does not show a field set: read, for its undo
         body = None if current is None else Operation.update_body(fields, current)
         if body is not None:
             return body, 0, None
@@ -214,6 +226,27 @@ class Applier:
         done = ItemResult(work.id, "ok", attempts=reads.count, note=note)
         return body, reads.count, done
 
+    async def _live_already(self, work: Work) -> tuple[int, ItemResult | None]:
+        """Whether a run given by ID is live already, read first, so that an activate
+        records only the runs it restored (its undo archives those alone): (reads made,
+        the outcome when it needs no activate)."""
+        reads = Attempts()
+        try:
+            await self._read(work.id, reads)
+        except NotFound:
+            return reads.count, None  # not live: archived (or no such run), to activate
+        except (APIError, TransportError) as exc:
+            raise _Failed(
+                _failure(
+                    work,
+                    exc,
+                    reads.count,
+                    f"cannot read the run to tell whether it is archived ({exc}); nothing was sent",
+                ),
+                False,
+            ) from None
+        return reads.count, ItemResult(work.id, "skipped", note="already live")
+
     async def _settle(
         self, work: Work, step: Step, fields: Mapping[str, Any], attempts: Attempts
     ) -> tuple[bool, str | None]:
@@ -237,14 +270,22 @@ class Applier:
 
 
 def _failure(
-    work: Work, exc: APIError | TransportError | None, attempts: int, error: str | None = None
+    work: Work,
+    exc: APIError | TransportError | None,
+    attempts: int,
+    error: str | None = None,
+    *,
+    made: list[str] | None = None,
 ) -> ItemResult:
     api = exc if isinstance(exc, APIError) else None
+    error = error if error is not None else str(exc)
+    if made:  # delete --archive-first whose delete failed: the run is archived, not deleted
+        error += f" (after its {' and '.join(made)}, which was made)"
     return ItemResult(
         work.id,
         "failed",
         status=api.status if api is not None else None,
         attempts=attempts,
-        error=error if error is not None else str(exc),
+        error=error,
         request_id=api.request_id if api is not None else None,
     )

@@ -99,9 +99,16 @@ class JobSpec:
         :func:`~bulkruns.journal.read_journal` read it, when the caller has it already.
 
         Raises:
+            ConfigError: ``options`` ask for a dry run, which would write a plan into the
+                job's own log.
             JournalError: the log is unreadable, holds a plan that was cut short, or holds
                 malformed items.
         """
+        if options is not None and options.dry_run:
+            raise ConfigError(
+                "a resumed job is never a dry run: its plan would be written into the job's "
+                "own log; the command line's resume --dry-run says what it would do"
+            )
         path = Path(journal)
         state = state if state is not None else read_journal(path)
         header = state.header

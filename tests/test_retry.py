@@ -353,6 +353,22 @@ async def test_an_edge_429_without_retry_after_is_retried_after_a_guess() -> Non
     assert gaps == [pytest.approx(1.0), pytest.approx(2.0), pytest.approx(4.0)]
 
 
+async def test_429s_with_nothing_let_through_end_once_they_add_up_to_max_wait() -> None:
+    pacer = Pacer(10, clock=anyio.current_time)
+    request = Script([throttle(3.0) for _ in range(100)])
+    began = anyio.current_time()
+    with pytest.raises(WaitTooLong, match=r"429 after 429, none let through\), longer than"):
+        await send_paced(request, pacer, RetryPolicy(max_wait=20), lane="write")
+    # every wait was short, but together they would hold the job past max_wait: it stops
+    # at the 429 whose wait would take it there
+    assert len(request.calls) > 3
+    *_, before_last, last = (call - began for call in request.calls)
+    assert before_last + 3.0 <= 20.0 < last + 3.0
+    # an answer let through begins the count again
+    pacer.succeeded("write")
+    assert pacer.throttled("write", 3.0).since == anyio.current_time()
+
+
 async def test_a_gets_429_pauses_listing_only_and_each_lane_reads_its_own_headers() -> None:
     pacer = Pacer(100, clock=anyio.current_time)
     request = Script([throttle(5.0)])

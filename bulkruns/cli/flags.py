@@ -211,8 +211,8 @@ def job_flags(*, log: bool = True, dry_run: bool = True) -> Decorator:
         click.option(
             "--max-wait",
             type=_Duration(),
-            help="The longest pause Tallyfy may ask for (an hourly cap), such as 30min or 2h; "
-            "past it the job stops, resumable [1h].",
+            help="The longest pause Tallyfy may ask for (an hourly cap), or 429s in a row may "
+            "add up to, such as 30min or 2h; past it the job stops, resumable [1h].",
         ),
         click.option("--limit", type=int, help="Process at most N runs."),
         click.option(

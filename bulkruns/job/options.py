@@ -43,8 +43,9 @@ class JobOptions:
         rate: requests per second for listing and changes together; 0 means unpaced.
         max_attempts: attempts per request, the first included.
         max_elapsed: seconds after which a failing request is no longer retried.
-        max_wait: the longest pause a 429 may ask for (an hourly cap, say): the job waits it
-            out, and ends resumably when the server asks for longer.
+        max_wait: the longest pause a 429 may ask for (an hourly cap, say), or that 429s
+            with nothing let through between may add up to: the job waits it out, and
+            ends resumably when the server holds it longer.
         max_failures: abort once more items than this have failed; None for no budget.
         limit: process at most this many items.
         journal: the result log's path; None keeps no log (the job cannot be resumed).

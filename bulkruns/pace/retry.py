@@ -7,7 +7,8 @@ Every other error is final for the item.
 
 A throttle (429) is not a failure: it is retried until the server lets the request through,
 after the wait it asks for in full, and counts against neither bound. Only a wait longer than
-``max_wait`` (an hourly cap) is final: the job stops there, to be resumed later.
+``max_wait`` (an hourly cap), or 429s with nothing let through between that add up to it, is
+final: the job stops there, to be resumed later.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ class RetryPolicy:
         max_elapsed: seconds after the first attempt past which no retry starts.
         base_delay: the backoff ceiling after the first failure; it doubles each time.
         max_delay: the largest computed backoff ceiling.
-        max_wait: the longest wait a 429 may ask for; a longer one is final.
+        max_wait: the longest wait a 429 may ask for, or 429s in a row may add up to; a
+            longer one is final.
         random: the source of jitter, in [0, 1); replace it for deterministic tests.
 
     Attempts and time count the failures other than 429s: a throttle is not a failure.

@@ -4,7 +4,7 @@ what the server has taught about it."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from bulkruns.pace.budget import Budget
@@ -21,11 +21,13 @@ _LONGEST_GUESS = 32.0  # a 429 without Retry-After waits 1 s, doubling for each 
 
 @dataclass(frozen=True, slots=True)
 class Pause:
-    """Requests of ``lanes`` wait until ``until`` (on the pacer's clock), for ``reason``."""
+    """Requests of ``lanes`` wait until ``until`` (on the pacer's clock), for ``reason``;
+    ``since`` is when the 429s began that no other answer has come between."""
 
     until: float
     reason: str
     lanes: tuple[Lane, ...]
+    since: float = -math.inf
 
 
 class Scope:
@@ -48,6 +50,7 @@ class Scope:
         "slot",
         "streak",
         "throttled_at",
+        "throttled_since",
     )
 
     def __init__(self) -> None:
@@ -58,6 +61,7 @@ class Scope:
         self.pause: Pause | None = None
         self.throttled_at = -math.inf  # when the latest run of 429s began
         self.streak = 0  # runs of 429s with no other answer between
+        self.throttled_since = -math.inf  # when the first of those runs began
 
     def due(self, pace: float) -> float:
         """When the next request may leave: at ``pace``, with room in the ceiling's window,
@@ -80,6 +84,8 @@ class Scope:
         after the latest run's first 429 came back (those in flight then only echo it)."""
         if sent < self.throttled_at:
             return False
+        if not self.streak:
+            self.throttled_since = now
         self.throttled_at, self.streak = now, self.streak + 1
         return True
 
@@ -89,7 +95,11 @@ class Scope:
         """Pause for ``retry_after`` seconds from ``now`` (a guess when None), or for the
         pause in force if it is longer; the ceiling's ramp starts at its end."""
         wait = min(2.0 ** (self.streak - 1), _LONGEST_GUESS) if retry_after is None else retry_after
+        since = self.throttled_since if self.streak else now
         if self.pause is None or now + wait > self.pause.until:
-            self.pause = Pause(now + wait, reason or f"Retry-After {round(wait, 1):g} s", lanes)
+            reason = reason or f"Retry-After {round(wait, 1):g} s"
+            self.pause = Pause(now + wait, reason, lanes, since)
+        else:
+            self.pause = replace(self.pause, since=since)
         self.ceiling.resume(self.pause.until)
         return self.pause

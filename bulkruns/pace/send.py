@@ -56,7 +56,8 @@ async def send_paced(
         on_error: called with each failed attempt's error, and whether it will be retried.
 
     Raises:
-        WaitTooLong: a 429 asked to wait longer than ``policy.max_wait``.
+        WaitTooLong: a 429 asked to wait longer than ``policy.max_wait``, or 429s have
+            held the request's scope that long with no other answer between.
     """
     tries = attempts if attempts is not None else Attempts()
     failures = 0  # attempts that failed, 429s aside
@@ -71,8 +72,11 @@ async def send_paced(
             result = await request()
         except RateLimited as exc:
             wait, reason = throttle_wait(exc)
-            pacer.throttled(lane, wait, exc.rate_limit, sent=sent, reason=reason)
+            pause = pacer.throttled(lane, wait, exc.rate_limit, sent=sent, reason=reason)
             too_long = wait if wait is not None and wait > policy.max_wait else None
+            if too_long is None and pause.until - pause.since > policy.max_wait:
+                # short waits, one after another, with nothing let through: as long a wait
+                too_long, reason = pause.until - pause.since, "429 after 429, none let through"
             if on_error is not None:
                 on_error(exc, too_long is None)
             if too_long is not None:

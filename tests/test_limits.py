@@ -195,6 +195,15 @@ def test_what_is_left_less_what_is_in_flight_holds_the_lane() -> None:
     assert budget.pace(0.5, grants) == 0.0
 
 
+def test_a_lane_held_by_answers_without_numbers_probes_once_its_numbers_are_stale() -> None:
+    budget, grants = Budget(), Grants()
+    grants.add(0.0)
+    budget.update(RateLimitInfo(10, 1), sent=0.0, now=0.05, grants=grants)
+    grants.add(0.3)  # its answer never comes with numbers: a timeout, an edge's 502
+    assert budget.pace(1.0, grants) == 0.0  # in flight, perhaps: held
+    assert budget.pace(2.1, grants) == 4.0  # stale: one request every quarter second
+
+
 def test_a_rolling_window_is_followed_at_its_refill_rate() -> None:
     # sending 50 a second into a full rolling window that gives back 50 a second: Remaining
     # stays at 5, and the budget lets the lane go on at that rate

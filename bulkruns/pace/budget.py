@@ -17,7 +17,9 @@ quickly, and from there the refill rate is kept). A fixed window shows itself by
 whole between two requests; once two such resets, or an announced one, give its length, the
 pace never exceeds the announced rate, ``Limit`` over that length, and a learned window is
 simply paced at it (another client's share of it is for the ceiling to find). A lane held
-with nothing in flight sends one request after a moment, to see whether the window is back.
+with nothing in flight sends one request after a moment, to see whether the window is back;
+one held by requests whose answers brought no numbers (lost, or an edge's) probes the same
+way once the numbers it has are stale.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ _RESERVE = 1  # a request left in a window, against counts that come late
 _HORIZON = 0.25  # seconds to near the reserve in when no reset is announced
 _REFILL_SPAN = 1.0  # seconds the refill rate is averaged over (exponentially)
 _PROBE = 0.25  # a held lane with nothing in flight sends one request after this many seconds
+# Numbers this old are stale: the requests sent since may have no answer with numbers to
+# come (a timeout, a 502 from the edge), so a held lane probes, one request every _PROBE.
+_STALE = 2.0
 # The pace stays this share under the announced rate: a learned window can read a little
 # short, its resets being seen by requests whose latencies differ.
 _MARGIN = 0.03
@@ -141,4 +146,6 @@ class Budget:
         pace = refill + (left - _RESERVE) / horizon
         if pace <= 0.0 and uncounted <= 0 and now - self._answered >= _PROBE:
             return math.inf  # held with nothing in flight: one request, to see what came back
+        if pace <= 0.0 and now - self._answered >= _STALE:
+            return min(1.0 / _PROBE, even)
         return min(max(pace, 0.0), even)

@@ -209,6 +209,12 @@ async def test_an_activate_by_id_skips_live_runs_so_its_undo_archives_only_the_r
         assert undo.ok == 4
         assert all(sandbox.state.run(i)["archived_at"] for i in archived)  # type: ignore[index]
         assert not any(sandbox.state.run(i)["archived_at"] for i in live)  # type: ignore[index]
+        # the undo of an archive restores what its log shows archived, without reading
+        reads = sandbox.state.count("get")
+        redo = Job.undo(client, tmp_path / "u", JobOptions(**FAST, journal=tmp_path / "r"))
+        assert (await redo.run()).ok == 4
+        assert sandbox.state.count("get") == reads
+        assert not any(sandbox.state.run(i)["archived_at"] for i in archived)  # type: ignore[index]
 
 
 async def test_an_archive_first_delete_refused_says_the_run_was_archived(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ not sent, so every update carries the run's current ``users`` and ``groups`` unl
 them: from this session's listing, or read (``GET``) just before, for a run given by ID or
 plan, or whose listing does not show a field the update sets (its undo needs the value); a
 run whose assignees cannot be known is not sent anything. An activate answers 200 for a run
-that is live already, so a run given by ID is read first, and one that reads (live) is
-skipped: the log, and so the undo, holds only the runs the job restored. And a run whose
+that is live already, so a run given by ID or plan is read first, and one that reads (live)
+is skipped: the log, and so the undo, holds only the runs the job restored (an undo's runs
+are those its log shows archived, and are not read). And a run whose
 earlier attempt lost its answer is read first where reading tells whether the change was
 made.
 
@@ -66,6 +67,8 @@ class Applier:
         recorder: records each outcome.
         dry_run: plan the runs instead of changing them.
         plan_written: a dry run's plan is in the log already (it was pinned).
+        undoing: the runs are those of a log this job undoes, which shows what its job did
+            to them: an activate need not read them first.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Applier:
         *,
         dry_run: bool,
         plan_written: bool,
+        undoing: bool = False,
     ) -> None:
         self._client = client
         self._operation = operation
@@ -84,6 +88,7 @@ class Applier:
         self._recorder = recorder
         self._dry_run = dry_run
         self._plan_written = plan_written
+        self._reads_first = operation.name == "activate" and not undoing
 
     async def handle(self, work: Work) -> ItemResult | None:
         """Skip, plan or change one run, and record what came of it.
@@ -132,7 +137,7 @@ class Applier:
             body, total, done = await self._update_body(work, fields)
             if done is not None:
                 return done, False
-        elif self._operation.name == "activate" and not work.listed and not work.unknown:
+        elif self._reads_first and not work.listed and not work.unknown:
             total, done = await self._live_already(work)
             if done is not None:
                 return done, False

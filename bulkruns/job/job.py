@@ -138,6 +138,7 @@ class Job:
             self._recorder,
             dry_run=options.dry_run,
             plan_written=spec.query is None,
+            undoing=spec.undo_of is not None,
         )
         self._stopped: tuple[str, str] | None = None  # why the job stops early, and a sentence
         self._scope: anyio.CancelScope | None = None

@@ -233,7 +233,7 @@ async def test_an_archive_first_delete_refused_says_the_run_was_archived(tmp_pat
         errors = {r["error"] for r in records(journal) if r.get("outcome") == "failed"}
         assert errors == {
             "HTTP 403: You do not have permission to delete this process "
-            "(after its archive, which was made)"
+            "(archived first: the run is archived, not deleted)"
         }
 
 

@@ -8,9 +8,8 @@ plan, or whose listing does not show a field the update sets (its undo needs the
 run whose assignees cannot be known is not sent anything. An activate answers 200 for a run
 that is live already, so a run given by ID or plan is read first, and one that reads (live)
 is skipped: the log, and so the undo, holds only the runs the job restored (an undo's runs
-are those its log shows archived, and are not read). And a run whose
-earlier attempt lost its answer is read first where reading tells whether the change was
-made.
+are those its log shows archived, and are not read). And a run whose earlier attempt lost
+its answer is read first where reading tells whether the change was made.
 
 A run's claim is written as its first change request leaves, after the pacer's slot: never
 for a request that was not sent.
@@ -284,8 +283,8 @@ def _failure(
 ) -> ItemResult:
     api = exc if isinstance(exc, APIError) else None
     error = error if error is not None else str(exc)
-    if made:  # delete --archive-first whose delete failed: the run is archived, not deleted
-        error += f" (after its {' and '.join(made)}, which was made)"
+    if made:  # the only operation of two steps: delete --archive-first
+        error += " (archived first: the run is archived, not deleted)"
     return ItemResult(
         work.id,
         "failed",

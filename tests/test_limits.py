@@ -204,6 +204,25 @@ def test_a_lane_held_by_answers_without_numbers_probes_once_its_numbers_are_stal
     assert budget.pace(2.1, grants) == 4.0  # stale: one request every quarter second
 
 
+def test_a_429s_reset_says_when_it_ends_not_how_long_a_window_is() -> None:
+    # a one-second rolling window of 10 whose 429 earns a penalty: the 429's Reset is the
+    # penalty's end, 2.9 s away, and no window's length
+    budget, grants = Budget(), Grants()
+    for sent in (0.0, 0.1, 0.2):
+        grants.add(sent)
+    budget.update(RateLimitInfo(10, 0, 2.9), sent=0.2, now=0.25, grants=grants, refused=True)
+    assert (budget.window, budget.allowed) == (None, None)
+    # past it, with nothing in flight, one request goes to see what is left ...
+    assert budget.pace(3.2, grants) == math.inf
+    grants.add(3.2)
+    budget.update(RateLimitInfo(10, 9), sent=3.2, now=3.3, grants=grants)
+    # ... and the lane is paced by that, not held to 10 requests per 2.9 s
+    assert budget.pace(3.3, grants) > 10.0
+    # a reset announced on an answer that let the request through bounds a fixed window
+    budget.update(RateLimitInfo(10, 8, 0.8), sent=3.3, now=3.35, grants=grants)
+    assert budget.window == 0.8
+
+
 def test_a_rolling_window_is_followed_at_its_refill_rate() -> None:
     # sending 50 a second into a full rolling window that gives back 50 a second: Remaining
     # stays at 5, and the budget lets the lane go on at that rate

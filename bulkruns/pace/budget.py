@@ -14,12 +14,13 @@ than it comes back::
 The horizon is the time to the reset that ``X-RateLimit-Reset`` announces (the window's
 requests are spread evenly up to it), a quarter of a second otherwise (the reserve is neared
 quickly, and from there the refill rate is kept). A fixed window shows itself by coming back
-whole between two requests; once two such resets, or an announced one, give its length, the
-pace never exceeds the announced rate, ``Limit`` over that length, and a learned window is
-simply paced at it (another client's share of it is for the ceiling to find). A lane held
-with nothing in flight sends one request after a moment, to see whether the window is back;
-one held by requests whose answers brought no numbers (lost, or an edge's) probes the same
-way once the numbers it has are stale.
+whole between two requests; once two such resets, or one announced by an answer that let its
+request through (a 429's says when its refusal ends: a penalty may outlast the window), give
+its length, the pace never exceeds the announced rate, ``Limit`` over that length, and a
+learned window is simply paced at it (another client's share of it is for the ceiling to
+find). A lane held with nothing in flight sends one request after a moment, to see whether
+the window is back; one held by requests whose answers brought no numbers (lost, or an
+edge's) probes the same way once the numbers it has are stale.
 """
 
 from __future__ import annotations
@@ -75,7 +76,13 @@ class Budget:
         return self.limit / self.window if self.limit and self.window else None
 
     def update(
-        self, info: RateLimitInfo | None, *, sent: float, now: float, grants: Grants
+        self,
+        info: RateLimitInfo | None,
+        *,
+        sent: float,
+        now: float,
+        grants: Grants,
+        refused: bool = False,
     ) -> None:
         """Read an answer's numbers.
 
@@ -84,6 +91,9 @@ class Budget:
             sent: when its request was granted.
             now: when the answer came.
             grants: the lane's grants.
+            refused: the answer is a 429, whose ``X-RateLimit-Reset`` says when requests
+                are let through again: a penalty may end then, not a window, so it tells
+                no window's length.
         """
         if info is None or info.remaining is None or sent < self._sent:
             return  # no numbers, or older ones than the carrier's
@@ -101,7 +111,8 @@ class Budget:
         self.limit, self._left, self._sent, self._answered = limit, info.remaining, sent, now
         if info.reset is not None:
             self._reset_at = now + info.reset
-            self.window = max(self.window or 0.0, info.reset)
+            if not refused:  # a fixed window's next reset is at most its length away
+                self.window = max(self.window or 0.0, info.reset)
 
     def _reset_seen(self, when: float) -> None:
         # A fixed window came back whole. Three resets a steady length apart give it (a
@@ -136,8 +147,8 @@ class Budget:
         if self.limit is None:
             return math.inf
         even = self.limit / self.window * (1.0 - _MARGIN) if self.window else math.inf
-        reset = self._reset_at
-        if (reset is None and self.window) or (reset is not None and now >= reset):
+        reset = self._reset_at if self._reset_at is not None and now < self._reset_at else None
+        if reset is None and self.window:
             return even  # a fixed window, learned or past its announced reset: spread evenly
         uncounted = grants.count(self._sent) - 1
         refill = max(self._refill, 0.0)

@@ -180,7 +180,7 @@ class Pacer:
         now = self._clock()
         sent, judge, own = now if sent is None else sent, self._judge(lane), self._lanes[lane]
         if lane == "write":
-            own.budget.update(info, sent=sent, now=now, grants=own.grants)
+            own.budget.update(info, sent=sent, now=now, grants=own.grants, refused=True)
         if judge.begins_run(sent, now):
             if self._rate:  # (an unpaced job learns nothing)
                 judge.ceiling.throttled(judge.grants, sent=sent, floor=_FLOOR * self._rate)

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import requests
 
+from bulkruns.api import normalise_base_url
 from bulkruns.sandbox import Sandbox, SandboxConfig
 
 TOKEN = "tok-SECRET-5f2b9c0e7d3a41e6"
@@ -224,6 +225,24 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 def journal_records(path: Path) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def job_header(box: ThreadedSandbox, **changes: object) -> bytes:
+    """A result log's first line, for a filter archive job against ``box``, with ``changes``."""
+    record: dict[str, object] = {
+        "type": "job",
+        "version": 1,
+        "job_id": "0" * 32,
+        "operation": "archive",
+        "params": {},
+        "filter": {"status": "complete"},
+        "org": box.org,
+        "base_url": normalise_base_url(box.base_url),
+        "created_at": "2026-01-01T00:00:00Z",
+        "dry_run": False,
+    }
+    record.update(changes)
+    return orjson.dumps(record) + b"\n"
 
 
 def item_lines(path: Path) -> int:

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from cli_support import ThreadedSandbox, run, run_many
-
-from bulkruns.api import normalise_base_url
+from cli_support import ThreadedSandbox, job_header, run, run_many
 
 RUN_ID = "0123456789abcdef0123456789abcdef"
 
@@ -168,37 +166,20 @@ def box() -> Iterator[ThreadedSandbox]:
     sandbox.stop()
 
 
-def _header(box: ThreadedSandbox, **changes: object) -> bytes:
-    record: dict[str, object] = {
-        "type": "job",
-        "version": 1,
-        "job_id": "0" * 32,
-        "operation": "archive",
-        "params": {},
-        "filter": {"status": "complete"},
-        "org": box.org,
-        "base_url": normalise_base_url(box.base_url),
-        "created_at": "2026-01-01T00:00:00Z",
-        "dry_run": False,
-    }
-    record.update(changes)
-    return orjson.dumps(record) + b"\n"
-
-
 def _files(box: ThreadedSandbox, where: Path) -> None:
     item = orjson.dumps({"type": "item", "id": RUN_ID, "outcome": "ok"}) + b"\n"
     (where / "bad-ids.txt").write_text(f"{RUN_ID}\nnot-an-id\n")
     (where / "empty.txt").write_text("# nothing\n\n")
     (where / "ids.txt").write_text(f"{RUN_ID}\n")
-    (where / "corrupt.jsonl").write_bytes(_header(box) + b"{not json\n" + item)
-    (where / "other-org.jsonl").write_bytes(_header(box, org="someone-else") + item)
+    (where / "corrupt.jsonl").write_bytes(job_header(box) + b"{not json\n" + item)
+    (where / "other-org.jsonl").write_bytes(job_header(box, org="someone-else") + item)
     (where / "other-server.jsonl").write_bytes(
-        _header(box, base_url="https://go.tallyfy.com/api") + item
+        job_header(box, base_url="https://go.tallyfy.com/api") + item
     )
-    (where / "delete.jsonl").write_bytes(_header(box, operation="delete") + item)
-    (where / "archive.jsonl").write_bytes(_header(box) + item)
-    (where / "params-list.jsonl").write_bytes(_header(box, params=[1, 2]) + item)
-    (where / "params-bad.jsonl").write_bytes(_header(box, params={"rate": "fast"}) + item)
+    (where / "delete.jsonl").write_bytes(job_header(box, operation="delete") + item)
+    (where / "archive.jsonl").write_bytes(job_header(box) + item)
+    (where / "params-list.jsonl").write_bytes(job_header(box, params=[1, 2]) + item)
+    (where / "params-bad.jsonl").write_bytes(job_header(box, params={"rate": "fast"}) + item)
     (where / "latin1.txt").write_bytes(f"# caf\xe9\n{RUN_ID}\n".encode("latin-1"))
     (where / "empty-token").write_text("\n")
     (where / "junk.pem").write_text("not a certificate\n")

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import orjson
 import pytest
-from cli_support import ThreadedSandbox, start
+from cli_support import ThreadedSandbox, job_header, start
 from cli_support import run as cli_run
 from engine_support import FAST, complete, ids_with, records, run, serve
 
@@ -548,22 +548,10 @@ def test_resume_and_undo_read_their_log_only_once_the_lock_is_held(
     box = ThreadedSandbox(runs=10).start()
     try:
         env = box.env(tmp_path)
-        header = {
-            "type": "job",
-            "version": 1,
-            "job_id": "0" * 32,
-            "operation": "archive",
-            "params": {},
-            "filter": {"status": "complete"},
-            "org": box.org,
-            "base_url": box.base_url,
-            "created_at": "2026-01-01T00:00:00Z",
-            "dry_run": False,
-        }
         item = {"type": "item", "id": "0" * 32, "outcome": "ok"}
         # a log another session of the job is still writing: only its first line is whole yet
         log = tmp_path / "busy.jsonl"
-        log.write_bytes(orjson.dumps(header) + b"\n{half a record\n" + orjson.dumps(item) + b"\n")
+        log.write_bytes(job_header(box) + b"{half a record\n" + orjson.dumps(item) + b"\n")
         with JobLock(box.org, box.base_url, directory=tmp_path / "state" / "bulkruns"):
             result = cli_run([command, str(log)], env=env, cwd=tmp_path)
         assert result.code == 2

@@ -17,15 +17,17 @@ quickly, and from there the refill rate is kept). A fixed window shows itself by
 whole between two requests; once two such resets, or one announced by an answer that let its
 request through (a 429's says when its refusal ends: a penalty may outlast the window), give
 its length, the pace never exceeds the announced rate, ``Limit`` over that length, and a
-learned window is simply paced at it (another client's share of it is for the ceiling to
-find). A lane held with nothing in flight sends one request after a moment, to see whether
-the window is back; one held by requests whose answers brought no numbers (lost, or an
-edge's) probes the same way once the numbers it has are stale.
+learned window is paced at it, evenly; when what is left of it comes down to the reserve
+(another client may spend it too, and jitter crowds a window's edges), the lane waits for its
+next reset (:meth:`Budget.due`). A lane held with nothing in flight sends one request after a
+moment, to see whether the window is back; one held by requests whose answers brought no
+numbers (lost, or an edge's) probes the same way once the numbers it has are stale.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from bulkruns.api import RateLimitInfo
 from bulkruns.pace.history import Grants
@@ -40,8 +42,11 @@ _PROBE = 0.25  # a held lane with nothing in flight sends one request after this
 # come (a timeout, a 502 from the edge), so a held lane probes, one request every _PROBE.
 _STALE = 2.0
 # The pace stays this share under the announced rate: a learned window can read a little
-# short, its resets being seen by requests whose latencies differ.
-_MARGIN = 0.03
+# short, its resets being seen by requests whose latencies differ (a window spent before its
+# reset holds the lane, so the margin need not cover a window's jitter too).
+_MARGIN = 0.015
+_PHASES = 4  # the latest resets of a learned fixed window that say when its next one is
+_LATENCIES = 32  # answers whose latencies give their spread
 
 
 class Budget:
@@ -49,6 +54,7 @@ class Budget:
 
     __slots__ = (
         "_answered",
+        "_latencies",
         "_left",
         "_quiet",
         "_refill",
@@ -65,6 +71,7 @@ class Budget:
         self._left = 0  # Remaining, as the carrier said
         self._sent = -math.inf  # when the carrier was granted
         self._answered = -math.inf  # when its answer came
+        self._latencies: deque[float] = deque(maxlen=_LATENCIES)  # of the latest answers
         self._refill = 0.0  # requests a second the window gives back, net of others' use
         self._resets: list[float] = []  # fixed-window resets seen: the first in step, the last
         self._quiet = -math.inf  # when the latest pause ended
@@ -109,6 +116,7 @@ class Budget:
                 decay = math.exp(-(sent - self._sent) / _REFILL_SPAN)
                 self._refill = self._refill * decay + given / _REFILL_SPAN
         self.limit, self._left, self._sent, self._answered = limit, info.remaining, sent, now
+        self._latencies.append(now - sent)
         if info.reset is not None:
             self._reset_at = now + info.reset
             if not refused:  # a fixed window's next reset is at most its length away
@@ -125,7 +133,8 @@ class Budget:
             periods = round(span / window)
             if abs(span - periods * window) <= 0.1 * window:
                 self.window = span / periods
-                resets[1:] = [when]
+                resets.append(when)
+                del resets[1:-_PHASES]
                 return
             self.window = None  # out of step: learn it again
             resets.clear()
@@ -136,6 +145,28 @@ class Budget:
                 self.window = (resets[2] - resets[0]) / 2
             else:
                 del resets[0]
+
+    def due(self, grants: Grants) -> float:
+        """When a learned fixed window that is spent comes back; -inf unless it is spent.
+
+        The carrier's ``Remaining`` does not count the requests sent after it, nor those sent
+        up to the answers' spread of latencies before it (they may have arrived after it):
+        when they leave no more than the reserve, the lane waits for the next reset. A reset
+        is seen by the first request counted after it, which may have been a slow one: a
+        request sent as early as that may arrive before the reset, but not one sent the spread
+        later. So the reset is awaited until the earliest of the recent ones seen, plus the
+        spread.
+        """
+        if not self._resets or self.window is None:
+            return -math.inf
+        spread = max(self._latencies) - min(self._latencies)
+        sent, window = self._sent, self.window
+        unknown = grants.count(sent - spread) - 1  # the carrier itself is counted
+        if self._left - unknown > _RESERVE:
+            return -math.inf
+        latest = self._resets[-1]
+        seen = min(r + round((latest - r) / window) * window for r in self._resets[-_PHASES:])
+        return seen + spread + (math.floor((sent - seen - spread) / window) + 1) * window
 
     def pause(self, until: float) -> None:
         """A 429 pauses the lane until ``until``: what the window gives back meanwhile is the

@@ -64,11 +64,11 @@ class Scope:
         self.throttled_since = -math.inf  # when the first of those runs began
 
     def due(self, pace: float) -> float:
-        """When the next request may leave: at ``pace``, with room in the ceiling's window,
-        and after the pause."""
+        """When the next request may leave: at ``pace``, with room in the ceiling's window
+        and in the budget's fixed window, and after the pause."""
         step = 1.0 / pace if pace > 0.0 else math.inf
         at = max(self.slot + step, self.granted + (1.0 - _TOLERANCE) * step)
-        at = max(at, self.ceiling.due(self.grants))
+        at = max(at, self.ceiling.due(self.grants), self.budget.due(self.grants))
         return at if self.pause is None else max(at, self.pause.until)
 
     def grant(self, now: float, pace: float) -> None:

@@ -269,17 +269,21 @@ def test_a_spent_fixed_window_holds_the_lane_until_it_resets() -> None:
     budget, grants = Budget(), Grants()
     fixed_window(budget, grants, limit=100, rate=90, seconds=6.95)
     assert budget.due(grants) == -math.inf  # 90 a second leave room in every window
-    for sent in (6.95, 6.955, 6.96):
+    for sent in (6.945, 6.95, 6.955, 6.96):
         grants.add(sent)
     budget.update(RateLimitInfo(100, 4), sent=6.95, now=6.985, grants=grants)
     assert budget.due(grants) == -math.inf  # four left, two in flight: room for one more
     budget.update(RateLimitInfo(100, 3), sent=6.95, now=6.985, grants=grants)
     # three left, two in flight: one left, the reserve; the rest wait for the reset
     assert budget.due(grants) == pytest.approx(6 + 88 / 90)
-    # an answer 30 ms slower than the others: a request that left up to 30 ms before it may
-    # be counted after it, and a reset may be seen up to 30 ms before a request can rely on it
-    budget.update(RateLimitInfo(100, 5), sent=6.955, now=7.02, grants=grants)
+    # the request before it answers 30 ms slower than the others, overtaken: one that left up
+    # to 30 ms before the carrier may be counted after it, and a reset may be seen up to 30 ms
+    # before a request can rely on it
+    budget.update(RateLimitInfo(100, 5), sent=6.945, now=7.01, grants=grants)
     assert budget.due(grants) == pytest.approx(6 + 88 / 90 + 0.03)
+    # a stalled answer is no jitter: the spread allowed for is a tenth of the window at most
+    budget.update(RateLimitInfo(100, 5), sent=6.945, now=11.945, grants=grants)
+    assert budget.due(grants) == pytest.approx(6 + 88 / 90 + 0.1)
 
 
 def test_an_announced_reset_spreads_what_is_left_until_it() -> None:

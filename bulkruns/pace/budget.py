@@ -47,6 +47,7 @@ _STALE = 2.0
 _MARGIN = 0.015
 _PHASES = 4  # the latest resets of a learned fixed window that say when its next one is
 _LATENCIES = 32  # answers whose latencies give their spread
+_SPREAD = 0.1  # of a window: the most of the spread a learned fixed window allows for
 
 
 class Budget:
@@ -73,7 +74,7 @@ class Budget:
         self._answered = -math.inf  # when its answer came
         self._latencies: deque[float] = deque(maxlen=_LATENCIES)  # of the latest answers
         self._refill = 0.0  # requests a second the window gives back, net of others' use
-        self._resets: list[float] = []  # fixed-window resets seen: the first in step, the last
+        self._resets: list[float] = []  # fixed-window resets seen: the first in step, the latest
         self._quiet = -math.inf  # when the latest pause ended
         self._reset_at: float | None = None  # the next reset, as X-RateLimit-Reset announced
 
@@ -102,8 +103,11 @@ class Budget:
                 are let through again: a penalty may end then, not a window, so it tells
                 no window's length.
         """
-        if info is None or info.remaining is None or sent < self._sent:
-            return  # no numbers, or older ones than the carrier's
+        if info is None or info.remaining is None:
+            return
+        self._latencies.append(now - sent)  # a slow answer's too, which a newer one overtook
+        if sent < self._sent:
+            return  # older numbers than the carrier's
         limit = info.limit if info.limit is not None else self.limit
         if sent > self._sent > -math.inf and not self._sent < self._quiet <= sent:
             given = info.remaining - self._left + grants.count(self._sent, sent)
@@ -116,7 +120,6 @@ class Budget:
                 decay = math.exp(-(sent - self._sent) / _REFILL_SPAN)
                 self._refill = self._refill * decay + given / _REFILL_SPAN
         self.limit, self._left, self._sent, self._answered = limit, info.remaining, sent, now
-        self._latencies.append(now - sent)
         if info.reset is not None:
             self._reset_at = now + info.reset
             if not refused:  # a fixed window's next reset is at most its length away
@@ -159,8 +162,10 @@ class Budget:
         """
         if not self._resets or self.window is None:
             return -math.inf
-        spread = max(self._latencies) - min(self._latencies)
         sent, window = self._sent, self.window
+        # an answer slower than the rest by a tenth of the window (a stalled request) is not
+        # jitter a window's edge can be kept from
+        spread = min(max(self._latencies) - min(self._latencies), _SPREAD * window)
         unknown = grants.count(sent - spread) - 1  # the carrier itself is counted
         if self._left - unknown > _RESERVE:
             return -math.inf

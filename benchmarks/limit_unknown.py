@@ -7,14 +7,15 @@ too much, beside the peers a user would pick instead (the AWS SDKs' adaptive ret
 is told nothing and finds the pace from the 429s, and the docs' requests loop), against
 sandboxes harder than the default one is kind: one-second rolling windows with a 2 s penalty
 after any 429, a co-tenant, a fixed window that announces itself (Laravel's), and Tallyfy's own
-10/s with its latency. Repetitions are interleaved (each repetition runs every configuration
-once), so that a busy spell of the machine does not fall on one client.
+10/s with its latency; and those two shared with a co-tenant. Repetitions are interleaved (each
+repetition runs every configuration once), so that a busy spell of the machine does not fall on
+one client.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,7 @@ AWS_LABEL = "AWS adaptive retry mode (botocore), not told"
 DOCS_LABEL = "docs' requests loop, not told"
 TITLE = "6. The limit unknown"
 PENALTY = "penalty=2"  # every shape's: once it refuses, 2 s of refusals
-# (a)-(c) announce nothing, so that their limit is found from 429s alone; (d) and (e) send
+# (a)-(c) announce nothing, so that their limit is found from 429s alone; (d)-(g) send
 # X-RateLimit-Limit and -Remaining, as Laravel's throttle (Tallyfy's) does.
 QUIET = "quiet"
 TIMES = "\u00d7"  # multiplication sign
@@ -86,6 +87,7 @@ class Shape:
     latency_ms: float = 35.0  # 20-50 ms
     jitter_ms: float = 15.0
     tallyfy: bool = False  # Tallyfy's own 10/s: its job's length is the plan's own
+    peers: bool = True  # the AWS peer and the docs' loop run on it too
 
     def spec(self, selected: int) -> ServerSpec:
         return ServerSpec(
@@ -102,6 +104,26 @@ class Shape:
         return self.spec(0).capacity
 
 
+# (d) and (e), which (f) and (g) share
+FIXED = Shape(
+    key="d",
+    title="100 per 1 s fixed window, with X-RateLimit-* headers",
+    limits=(f"100/1s fixed {PENALTY}",),
+    told=(
+        Told("exact", 100, "exact", EXACT),
+        Told("2x", 200, f"2{TIMES} over", HEADERS),
+        Told("6x", 600, f"6{TIMES} over", HEADERS),
+    ),
+)
+TALLYFY = Shape(
+    key="e",
+    title=f"Tallyfy's 10/s, latency 80{DASH}200 ms",
+    limits=(f"10/1s {PENALTY}",),
+    latency_ms=140.0,
+    jitter_ms=60.0,
+    told=(Told("default", None, "10/s, exact", EXACT),),
+    tallyfy=True,
+)
 SHAPES = (
     Shape(
         key="a",
@@ -130,24 +152,28 @@ SHAPES = (
             Told("2x", 280, f"2{TIMES} what is left", OVER),
         ),
     ),
-    Shape(
-        key="d",
-        title="100 per 1 s fixed window, with X-RateLimit-* headers",
-        limits=(f"100/1s fixed {PENALTY}",),
+    FIXED,
+    TALLYFY,
+    # (d) and (e) shared, as a user's budget is with their other integrations: the peers read
+    # no headers, so the co-tenant tells nothing of them that (c) does not
+    replace(
+        FIXED,
+        key="f",
+        title="(d) shared with a co-tenant taking 30/s",
+        cotenant=30.0,
         told=(
-            Told("exact", 100, "exact", EXACT),
-            Told("2x", 200, f"2{TIMES} over", HEADERS),
-            Told("6x", 600, f"6{TIMES} over", HEADERS),
+            Told("exact", 70, "what is left, exactly", EXACT),
+            Told("whole", 100, "the whole limit", HEADERS),
         ),
+        peers=False,
     ),
-    Shape(
-        key="e",
-        title=f"Tallyfy's 10/s, latency 80{DASH}200 ms",
-        limits=(f"10/1s {PENALTY}",),
-        latency_ms=140.0,
-        jitter_ms=60.0,
-        told=(Told("default", None, "10/s, exact", EXACT),),
-        tallyfy=True,
+    replace(
+        TALLYFY,
+        key="g",
+        title="(e) shared with a co-tenant taking 3/s",
+        cotenant=3.0,
+        told=(Told("default", None, "10/s, the whole limit", HEADERS),),
+        peers=False,
     ),
 )
 
@@ -183,8 +209,9 @@ def run(bench: Bench) -> None:
             (t.key, t.label(), partial(measure, spec, "bulkruns", BULKRUNS, t.args()))
             for t in shape.told
         ]
-        runs.append(("aws", AWS_LABEL, partial(measure, spec, "aws-adaptive", AWS, cap)))
-        runs.append(("docs", DOCS_LABEL, partial(measure, loop_spec, "docs", DOCS_LOOP, [])))
+        if shape.peers:
+            runs.append(("aws", AWS_LABEL, partial(measure, spec, "aws-adaptive", AWS, cap)))
+            runs.append(("docs", DOCS_LABEL, partial(measure, loop_spec, "docs", DOCS_LOOP, [])))
         configs += [(shape, _key(shape, key), label, run) for key, label, run in runs]
     for n in range(p.repeat):
         bench.log(f"the limit unknown, repetition {n + 1} of {p.repeat}")
@@ -245,15 +272,16 @@ def _section(bench: Bench) -> str:
         "(`baselines/aws_adaptive.py`: botocore's own `ClientRateLimiter`, a token bucket "
         "whose rate a CUBIC calculator sets from the 429s, on top of its standard retries, "
         "wired as botocore wires them, 8 attempts and 16 threads as bulkruns' defaults; it "
-        "lists every page, then archives) and the docs' requests loop.\n\n"
+        "lists every page, then archives) and the docs' requests loop; (f) and (g) share "
+        "(d) and (e) with a co-tenant, for bulkruns alone (the peers read no headers).\n\n"
         f"Each job is sized to take **{p.unknown_seconds:g} s at the real limit** "
-        f"(shape (e): {p.tallyfy_seconds:g} s), {p.repeat} repetition(s), interleaved. "
+        f"((e) and (g): {p.tallyfy_seconds:g} s), {p.repeat} repetition(s), interleaved. "
         f"*efficiency* is runs changed per second over the *real* limit, or over what the "
-        f"co-tenant leaves (140/s); *429s* in the summary are the most in any repetition. "
+        f"co-tenant leaves; *429s* in the summary are the most in any repetition. "
         "*limit used* checks it against the server's own counts: the requests it served "
         "(the client's, and the co-tenant's over the same span) per second, over the whole "
         "limit; a one-second window cannot serve more than 1 + 1/T of it in T seconds. "
-        "*co-tenant served* is the share of its 60/s the co-tenant got: it is simulated and "
+        "*co-tenant served* is the share of its rate the co-tenant got: it is simulated and "
         "polite (a request that does not fit is dropped, not retried), so a client that "
         "takes more than what is left takes it from the co-tenant. The AWS peer takes no new "
         f"run after {p.unknown_cap:g}{TIMES} the job's nominal time (*not reached (cap)*: its "

@@ -264,8 +264,8 @@ def test_a_fixed_window_is_learnt_from_its_resets_and_then_paced_evenly() -> Non
 
 
 def test_a_spent_fixed_window_holds_the_lane_until_it_resets() -> None:
-    # each reset was first seen by the request sent 22 ms before the second (88/90 s, ...);
-    # the window of the seventh second has had 88 requests, 12 are left
+    # each reset was first seen by the answer of the request sent 22 ms before it (88/90 s,
+    # ...), counted 8 ms after it; the window of the seventh second has had 88 requests
     budget, grants = Budget(), Grants()
     fixed_window(budget, grants, limit=100, rate=90, seconds=6.95)
     assert budget.due(grants) == -math.inf  # 90 a second leave room in every window
@@ -273,17 +273,23 @@ def test_a_spent_fixed_window_holds_the_lane_until_it_resets() -> None:
         grants.add(sent)
     budget.update(RateLimitInfo(100, 4), sent=6.95, now=6.985, grants=grants)
     assert budget.due(grants) == -math.inf  # four left, two in flight: room for one more
-    budget.update(RateLimitInfo(100, 3), sent=6.95, now=6.985, grants=grants)
-    # three left, two in flight: one left, the reserve; the rest wait for the reset
-    assert budget.due(grants) == pytest.approx(6 + 88 / 90)
-    # the request before it answers 30 ms slower than the others, overtaken: one that left up
-    # to 30 ms before the carrier may be counted after it, and a reset may be seen up to 30 ms
-    # before a request can rely on it
+    # the request before it answers 30 ms slower than the others, overtaken: requests sent up
+    # to 30 ms before the carrier may be counted after it, and leave only the reserve
     budget.update(RateLimitInfo(100, 5), sent=6.945, now=7.01, grants=grants)
-    assert budget.due(grants) == pytest.approx(6 + 88 / 90 + 0.03)
-    # a stalled answer is no jitter: the spread allowed for is a tenth of the window at most
-    budget.update(RateLimitInfo(100, 5), sent=6.945, now=11.945, grants=grants)
-    assert budget.due(grants) == pytest.approx(6 + 88 / 90 + 0.1)
+    # the rest wait until a request sent at the quickest latency is counted after the next
+    # reset, which is no later than a whole window after the one seen at 6 + 88/90 + 0.035
+    assert budget.due(grants) == pytest.approx(6 + 88 / 90)
+
+
+def test_a_stalled_answer_is_no_jitter_a_windows_edge_can_be_kept_from() -> None:
+    budget, grants = Budget(), Grants()
+    fixed_window(budget, grants, limit=100, rate=50, seconds=6.95)
+    for sent in (6.945, 6.95):
+        grants.add(sent)
+    budget.update(RateLimitInfo(100, 49), sent=6.95, now=6.985, grants=grants)
+    budget.update(RateLimitInfo(100, 50), sent=6.945, now=11.945, grants=grants)  # 5 s late
+    # the requests perhaps counted after the carrier go back a tenth of the window, not 5 s
+    assert budget.due(grants) == -math.inf
 
 
 def test_an_announced_reset_spreads_what_is_left_until_it() -> None:

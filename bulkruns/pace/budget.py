@@ -42,8 +42,8 @@ _PROBE = 0.25  # a held lane with nothing in flight sends one request after this
 # come (a timeout, a 502 from the edge), so a held lane probes, one request every _PROBE.
 _STALE = 2.0
 # The pace stays this share under the announced rate: a learned window can read a little
-# short, its resets being seen by requests whose latencies differ (a window spent before its
-# reset holds the lane, so the margin need not cover a window's jitter too).
+# short, its resets being seen by answers that come a little after them, by varying amounts
+# (a window spent before its reset holds the lane, so the margin need not cover that too).
 _MARGIN = 0.015
 _PHASES = 4  # the latest resets of a learned fixed window that say when its next one is
 _LATENCIES = 32  # answers whose latencies give their spread
@@ -115,7 +115,7 @@ class Budget:
                 return  # counted just before a reset that a carrier already showed
             if limit and given >= limit / 2:
                 if info.reset is None:
-                    self._reset_seen(sent)
+                    self._reset_seen(now)
             else:
                 decay = math.exp(-(sent - self._sent) / _REFILL_SPAN)
                 self._refill = self._refill * decay + given / _REFILL_SPAN
@@ -155,23 +155,24 @@ class Budget:
         The carrier's ``Remaining`` does not count the requests sent after it, nor those sent
         up to the answers' spread of latencies before it (they may have arrived after it):
         when they leave no more than the reserve, the lane waits for the next reset. A reset
-        is seen by the first request counted after it, which may have been a slow one: a
-        request sent as early as that may arrive before the reset, but not one sent the spread
-        later. So the reset is awaited until the earliest of the recent ones seen, plus the
-        spread.
+        is seen by the answer of the first request counted after it, which came when that
+        request was counted, or later; so the next is no later than the earliest of the
+        recent ones seen, a whole number of windows on, and a request sent then less the
+        quickest latency is counted after it.
         """
         if not self._resets or self.window is None:
             return -math.inf
-        sent, window = self._sent, self.window
+        window = self.window
         # an answer slower than the rest by a tenth of the window (a stalled request) is not
         # jitter a window's edge can be kept from
         spread = min(max(self._latencies) - min(self._latencies), _SPREAD * window)
-        unknown = grants.count(sent - spread) - 1  # the carrier itself is counted
+        unknown = grants.count(self._sent - spread) - 1  # the carrier itself is counted
         if self._left - unknown > _RESERVE:
             return -math.inf
         latest = self._resets[-1]
         seen = min(r + round((latest - r) / window) * window for r in self._resets[-_PHASES:])
-        return seen + spread + (math.floor((sent - seen - spread) / window) + 1) * window
+        following = seen + (math.floor((self._answered - seen) / window) + 1) * window
+        return following - min(self._latencies)
 
     def pause(self, until: float) -> None:
         """A 429 pauses the lane until ``until``: what the window gives back meanwhile is the

@@ -238,6 +238,53 @@ def test_a_rolling_window_is_followed_at_its_refill_rate() -> None:
     assert budget.allowed is None  # a rolling window tells no length
 
 
+def rolling_window(budget: Budget, grants: Grants, *, limit: int, sends: list[float]) -> None:
+    """Requests sent at ``sends`` into a rolling one-second window of ``limit``, each counted
+    50 ms after it leaves and answered then, with Limit and Remaining."""
+    counted: list[float] = []
+    for sent in sends:
+        grants.add(sent)
+        now = sent + 0.05
+        counted = [*(c for c in counted if c > now - 1.0), now]
+        budget.answered(sent=sent, now=now, counted=True)
+        budget.update(RateLimitInfo(limit, limit - len(counted)), sent=sent, now=now, grants=grants)
+
+
+def test_a_rolling_window_is_measured_by_the_jobs_own_requests_leaving_it() -> None:
+    # one request every 120 ms into a rolling window of 10 a second: each answer's window
+    # holds the latest 9, and the one before them left it 1.08 s before: no longer than that
+    budget, grants = Budget(), Grants()
+    rolling_window(budget, grants, limit=10, sends=[k * 0.12 for k in range(24)])
+    carrier = 23 * 0.12 + 0.05
+    assert budget.pace(carrier, grants) == pytest.approx(10 / 1.08)  # the limit over it
+    assert budget.allowed is None  # a rolling window announces no rate
+    # 9 counted leave room for one more now ...
+    assert budget.due(grants, carrier) == -math.inf
+    # ... and with one in flight the next waits until the oldest counted has left by the
+    # time a request sent then, at the quickest latency, is counted
+    grants.add(2.85)
+    oldest = 15 * 0.12 + 0.05
+    assert budget.due(grants, 2.85) == pytest.approx(oldest + 1.08 - 0.05)
+    # with nine more in flight, room comes only with their answers
+    for _ in range(9):
+        grants.add(2.86)
+    assert budget.due(grants, 2.86) == math.inf
+    # requests lost on the way are not waited for once their answers are overdue
+    assert budget.due(grants, 5.0) == -math.inf
+
+
+def test_a_fixed_windows_reset_tells_no_rolling_length() -> None:
+    # the requests counted before a reset all left the window at once, not a length before
+    # the answers that showed it: the window is paced by its resets, never as a rolling one
+    budget, grants = Budget(), Grants()
+    fixed_window(budget, grants, limit=100, rate=90, seconds=2.5)
+    assert budget.window is None  # two resets so far: not yet a steady length
+    # what is left of this window, spent within a quarter second (a rolling length read
+    # across the reset would be a few milliseconds, and the pace thousands a second)
+    assert 100.0 < budget.pace(2.5, grants) < 1000.0
+    assert budget.due(grants, 2.5) == -math.inf
+
+
 def fixed_window(
     budget: Budget, grants: Grants, *, limit: int, rate: float, seconds: float
 ) -> None:
@@ -250,6 +297,7 @@ def fixed_window(
         used[window] = used.get(window, 0) + 1
         grants.add(sent)
         left = max(0, limit - used[window])
+        budget.answered(sent=sent, now=sent + 0.035, counted=True)
         budget.update(RateLimitInfo(limit, left), sent=sent, now=sent + 0.035, grants=grants)
 
 
@@ -268,17 +316,17 @@ def test_a_spent_fixed_window_holds_the_lane_until_it_resets() -> None:
     # ...), counted 8 ms after it; the window of the seventh second has had 88 requests
     budget, grants = Budget(), Grants()
     fixed_window(budget, grants, limit=100, rate=90, seconds=6.95)
-    assert budget.due(grants) == -math.inf  # 90 a second leave room in every window
+    assert budget.due(grants, 7.0) == -math.inf  # 90 a second leave room in every window
     for sent in (6.945, 6.95, 6.955, 6.96):
         grants.add(sent)
     budget.update(RateLimitInfo(100, 4), sent=6.95, now=6.985, grants=grants)
-    assert budget.due(grants) == -math.inf  # four left, two in flight: room for one more
+    assert budget.due(grants, 7.0) == -math.inf  # four left, two in flight: room for one more
     # the request before it answers 30 ms slower than the others, overtaken: requests sent up
     # to 30 ms before the carrier may be counted after it, and leave only the reserve
     budget.update(RateLimitInfo(100, 5), sent=6.945, now=7.01, grants=grants)
     # the rest wait until a request sent at the quickest latency is counted after the next
     # reset, which is no later than a whole window after the one seen at 6 + 88/90 + 0.035
-    assert budget.due(grants) == pytest.approx(6 + 88 / 90)
+    assert budget.due(grants, 7.0) == pytest.approx(6 + 88 / 90)
 
 
 def test_a_stalled_answer_is_no_jitter_a_windows_edge_can_be_kept_from() -> None:
@@ -289,7 +337,7 @@ def test_a_stalled_answer_is_no_jitter_a_windows_edge_can_be_kept_from() -> None
     budget.update(RateLimitInfo(100, 49), sent=6.95, now=6.985, grants=grants)
     budget.update(RateLimitInfo(100, 50), sent=6.945, now=11.945, grants=grants)  # 5 s late
     # the requests perhaps counted after the carrier go back a tenth of the window, not 5 s
-    assert budget.due(grants) == -math.inf
+    assert budget.due(grants, 7.0) == -math.inf
 
 
 def test_an_announced_reset_spreads_what_is_left_until_it() -> None:

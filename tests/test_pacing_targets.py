@@ -55,6 +55,25 @@ async def test_tallyfys_ten_a_second_with_its_latency_and_listing() -> None:
     assert outcome.requests >= 0.975  # the listing's requests are one in a hundred
 
 
+async def test_tallyfys_ten_a_second_as_a_one_second_window_with_numbers() -> None:
+    # each request's window is told by its answer; a request sent when the oldest one counted
+    # leaves, less the quickest latency, is counted once it has left: none is refused, and
+    # the latencies' spread (120 ms) is what stays unused
+    shape = Shape(limit=10, penalty=2.0, headers=True, latency=TALLYFY)
+    outcome = await simulate(shape, rate=10.0, page=100)
+    assert_met(outcome, efficiency=0.86, most_429s=0, runs=0)
+
+
+async def test_a_ten_second_window_with_numbers_told_twice_over_foresees_its_echo() -> None:
+    # twice the limit spends the window in 5 s, and nothing leaves it until 10 s: a probe or
+    # two meet that; then what the first seconds sent leaves at twice the limit, and the
+    # seconds after give nothing back, which the window's length, once read, foresees
+    shape = Shape(limit=2000, window=10.0, penalty=2.0, headers=True, latency=(0.02, 0.06))
+    outcome = await simulate(shape, rate=400.0, page=100)
+    assert_met(outcome, efficiency=0.95, most_429s=2, runs=2)
+    assert max(outcome.refusals) < 10.0  # none once the job's first requests have left
+
+
 @pytest.mark.parametrize(
     ("shape", "rate", "most_429s"),
     [

@@ -2,30 +2,49 @@
 
 An answer's ``Remaining`` is what its window had left when its request arrived. The numbers
 of the latest-sent request answered (the *carrier*) are the newest; the requests granted
-after it were not counted in them. Meanwhile the window gives back what expires: little by
-little in a rolling window, whose net refill rate is estimated from one carrier to the next
-(what is left now, plus what was sent between, less what was left before, so that another
-client's use comes off it), and all at once at the reset of a fixed window. So the budget
-predicts what is left now, and paces its lane so that it never spends the last of it faster
-than it comes back::
+after it were not counted in them. Every request the job sends spends the window, a GET's
+too, so the budget counts the job's grants and notes every answer (:meth:`Budget.answered`),
+though it reads the changes' numbers alone.
+
+A **rolling window** gives back each request one window's length after it was counted. The
+length is measured by the job's own requests: when the carrier's window held ``n`` (``Limit``
+less ``Remaining``), it held at most the job's latest ``n``, so the one before them had left,
+and the window is no longer than the time since that one was counted. Another client's
+requests in the window make that bound longer, as if the job's own requests stayed in it
+longer, which counts them in while their use is steady. Once measured, the window is
+predicted, not averaged: it holds what the carrier's held, plus the job's requests counted
+since and those in flight, less the job's requests that have left it since. When that leaves
+no room, the lanes wait until the request that makes room has left by the time one sent then,
+at the quickest latency, is counted (:meth:`Budget.due`). So a job told too much meets the
+echo of its own first seconds a window later foreseen (nothing leaves the window where it
+sent nothing), and the pace never exceeds ``Limit`` over the length.
+
+Until then (none of the job's requests has left the window yet), its net refill rate is
+estimated from one carrier to the next (what is left now, plus what was sent between, less
+what was left before, so that another client's use comes off it), and the lane is paced so
+that it never spends the last of what is left faster than it comes back::
 
     pace = refill + (left - reserve) / horizon
 
 The horizon is the time to the reset that ``X-RateLimit-Reset`` announces (the window's
 requests are spread evenly up to it), a quarter of a second otherwise (the reserve is neared
-quickly, and from there the refill rate is kept). A fixed window shows itself by coming back
-whole between two requests; once two such resets, or one announced by an answer that let its
-request through (a 429's says when its refusal ends: a penalty may outlast the window), give
-its length, the pace never exceeds the announced rate, ``Limit`` over that length, and a
-learned window is paced at it, evenly; when what is left of it comes down to the reserve
-(another client may spend it too, and jitter crowds a window's edges), the lane waits for its
-next reset (:meth:`Budget.due`). A lane held with nothing in flight sends one request after a
-moment, to see whether the window is back; one held by requests whose answers brought no
-numbers (lost, or an edge's) probes the same way once the numbers it has are stale.
+quickly, and from there the refill rate is kept).
+
+A **fixed window** shows itself by coming back whole between two requests (the requests
+counted before that tell no rolling length: they left all at once). Once three such resets a
+steady length apart, or one announced by an answer that let its request through (a 429's says
+when its refusal ends: a penalty may outlast the window), give its length, the pace never
+exceeds the announced rate, ``Limit`` over that length, and a learned window is paced at it,
+evenly; when what is left of it comes down to the reserve (another client may spend it too,
+and jitter crowds a window's edges), the lanes wait for its next reset. A lane held with
+nothing in flight sends one request after a moment, to see whether the window is back; one
+held by requests whose answers brought no numbers (lost, or an edge's) probes the same way
+once the numbers it has are stale.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 
@@ -43,10 +62,14 @@ _PROBE = 0.25  # a held lane with nothing in flight sends one request after this
 _STALE = 2.0
 # The pace stays this share under the announced rate: a learned window can read a little
 # short, its resets being seen by answers that come a little after them, by varying amounts
-# (a window spent before its reset holds the lane, so the margin need not cover that too).
+# (a window spent before its reset holds the lanes, so the margin need not cover that too).
 _MARGIN = 0.015
 _PHASES = 4  # the latest resets of a learned fixed window that say when its next one is
 _LATENCIES = 32  # answers whose latencies give their spread
+_KEPT = 4096  # the grant times of the answers noted are trimmed to _STALE past this many
+# A share a second: a rolling window's length, read as the least its answers allowed, is let
+# loose by this much, so that a longer window, or another client's growing use, is followed.
+_RELAX = 0.05
 _SPREAD = 0.1  # of a window: the most of the spread a learned fixed window allows for
 
 
@@ -55,13 +78,18 @@ class Budget:
 
     __slots__ = (
         "_answered",
+        "_arrivals",
         "_latencies",
         "_left",
+        "_length",
+        "_measured",
         "_quiet",
         "_refill",
+        "_replied",
         "_reset_at",
         "_resets",
         "_sent",
+        "_whole",
         "limit",
         "window",
     )
@@ -77,6 +105,12 @@ class Budget:
         self._resets: list[float] = []  # fixed-window resets seen: the first in step, the latest
         self._quiet = -math.inf  # when the latest pause ended
         self._reset_at: float | None = None  # the next reset, as X-RateLimit-Reset announced
+        # the job's requests the server counted (both lanes'), by when their answers came
+        self._arrivals: list[float] = []
+        self._replied: list[float] = []  # when the requests answered lately were granted
+        self._length: float | None = None  # a rolling window's, at most; None until measured
+        self._measured = -math.inf  # when it was
+        self._whole = -math.inf  # when the window last came back whole between two answers
 
     @property
     def allowed(self) -> float | None:
@@ -114,16 +148,76 @@ class Budget:
             if limit and given <= -limit / 2:
                 return  # counted just before a reset that a carrier already showed
             if limit and given >= limit / 2:
+                self._whole = now  # the requests counted before it tell no rolling length
                 if info.reset is None:
                     self._reset_seen(now)
             else:
                 decay = math.exp(-(sent - self._sent) / _REFILL_SPAN)
                 self._refill = self._refill * decay + given / _REFILL_SPAN
+        if limit and not refused and self.window is None:
+            self._measure(limit - info.remaining, now)
         self.limit, self._left, self._sent, self._answered = limit, info.remaining, sent, now
         if info.reset is not None:
             self._reset_at = now + info.reset
             if not refused:  # a fixed window's next reset is at most its length away
                 self.window = max(self.window or 0.0, info.reset)
+
+    def answered(self, *, sent: float, now: float, counted: bool) -> None:
+        """Note any answer to the job's requests, a GET's too, once answers bring numbers.
+
+        Args:
+            sent: when its request was granted.
+            now: when the answer came: about when the server counted it.
+            counted: it was let through (not a 429), so the server's window counts it.
+        """
+        if self.limit is None:
+            return
+        replied, arrivals = self._replied, self._arrivals
+        bisect.insort(replied, sent)
+        if len(replied) > _KEPT:
+            del replied[: bisect.bisect_left(replied, now - _STALE)]
+        if counted:
+            bisect.insort(arrivals, now)
+            if len(arrivals) > 2 * (self.limit + _LATENCIES):
+                del arrivals[: len(arrivals) - self.limit - _LATENCIES]
+
+    def _measure(self, held: int, now: float) -> None:
+        # A rolling window held ``held`` requests when the carrier was counted. Had all been
+        # the job's, the latest ``held`` counted (the carrier among them) and the one before
+        # had left it, so the window is no longer than the time since that one came; another
+        # client's requests in it only make that longer. So the least such time, let loose
+        # slowly, bounds the window's length, the others' share of it counted in.
+        arrivals = self._arrivals
+        if not 0 < held < len(arrivals) or not self._whole < arrivals[-held - 1] < now:
+            return  # none of the job's requests has left the window since it came back whole
+        bound = now - arrivals[-held - 1]
+        if self._length is not None:
+            bound = min(bound, self._length * (1.0 + _RELAX * (now - self._measured)))
+        self._length, self._measured = bound, now
+
+    def _rolling_due(self, grants: Grants, now: float) -> float:
+        """When a measured rolling window has room for one more request; -inf if it has now.
+
+        The carrier's window held ``Limit - Remaining``; since then the job's requests
+        counted after it, and those in flight, were added, and the job's requests counted up
+        to a window before left it. A request leaves one window's length after it was
+        counted: the one that makes room must have left by the time a new request, sent at
+        the quickest latency, is counted.
+        """
+        length, limit = self._length, self.limit
+        if length is None or limit is None or self.window is not None:
+            return -math.inf
+        replied, arrivals, carrier = self._replied, self._arrivals, self._answered
+        cutoff = now - _STALE  # an older request unanswered is lost, not in flight
+        in_flight = grants.count(cutoff) - (len(replied) - bisect.bisect_left(replied, cutoff))
+        since = len(arrivals) - bisect.bisect_right(arrivals, carrier)
+        need = (limit - self._left) + since + in_flight + 1 - limit
+        if need <= 0:
+            return -math.inf
+        leaving = bisect.bisect_right(arrivals, carrier - length) + need - 1
+        if leaving >= len(arrivals) or arrivals[leaving] > carrier:
+            return math.inf  # room comes with answers still to come
+        return arrivals[leaving] + length - min(self._latencies)
 
     def _reset_seen(self, when: float) -> None:
         # A fixed window came back whole. Three resets a steady length apart give it (a
@@ -149,19 +243,20 @@ class Budget:
             else:
                 del resets[0]
 
-    def due(self, grants: Grants) -> float:
-        """When a learned fixed window that is spent comes back; -inf unless it is spent.
+    def due(self, grants: Grants, now: float) -> float:
+        """When the lanes may send again into a window that is full; -inf when there is room.
 
-        The carrier's ``Remaining`` does not count the requests sent after it, nor those sent
-        up to the answers' spread of latencies before it (they may have arrived after it):
-        when they leave no more than the reserve, the lane waits for the next reset. A reset
-        is seen by the answer of the first request counted after it, which came when that
-        request was counted, or later; so the next is no later than the earliest of the
-        recent ones seen, a whole number of windows on, and a request sent then less the
-        quickest latency is counted after it.
+        A measured rolling window is full when its prediction leaves no room (see the module's
+        docstring). A learned fixed window is full when the carrier's ``Remaining``, less the
+        requests sent after it and those sent up to the answers' spread of latencies before
+        it (they may have arrived after it), leaves no more than the reserve: the lanes wait
+        for its next reset. A reset is seen by the answer of the first request counted after
+        it, which came when that request was counted, or later; so the next is no later
+        than the earliest of the recent ones seen, a whole number of windows on, and a
+        request sent then less the quickest latency is counted after it.
         """
         if not self._resets or self.window is None:
-            return -math.inf
+            return self._rolling_due(grants, now)
         window = self.window
         # an answer slower than the rest by a tenth of the window (a stalled request) is not
         # jitter a window's edge can be kept from
@@ -187,6 +282,8 @@ class Budget:
         reset = self._reset_at if self._reset_at is not None and now < self._reset_at else None
         if reset is None and self.window:
             return even  # a fixed window, learned or past its announced reset: spread evenly
+        if self._length is not None and self.window is None:
+            return self.limit / self._length  # a measured rolling window: due() holds the rest
         uncounted = grants.count(self._sent) - 1
         refill = max(self._refill, 0.0)
         left = self._left + refill * (now - self._sent) - uncounted

@@ -15,8 +15,10 @@ A lane's pace is the lowest of:
 * the configured rate, less ``headroom``, for both lanes together (:meth:`Pacer.set_rate`);
 * the **ceiling** the server's 429s revealed (:mod:`bulkruns.pace.ceiling`): a change's 429
   sets the job's, a GET's the listing's alone;
-* for changes, the **budget** their ``X-RateLimit-*`` headers leave (:mod:`bulkruns.pace.budget`);
-  not for GETs, whose ``Remaining`` is mostly the changes' doing when one budget counts all.
+* for changes, the **budget** the changes' ``X-RateLimit-*`` headers leave
+  (:mod:`bulkruns.pace.budget`). A GET's numbers are not read (when one budget counts all,
+  its ``Remaining`` is mostly the changes' doing), but every request spends the window, a
+  GET's too: a window that is full holds both lanes until the job's own requests leave it.
 
 A 429 also pauses its scope until its ``Retry-After``: a change's every lane, a GET's the
 listing. When both lanes are due, listing goes first, so that the workers never run short of
@@ -34,6 +36,7 @@ import anyio
 
 from bulkruns import settings
 from bulkruns.api import RateLimitInfo
+from bulkruns.pace.budget import Budget
 from bulkruns.pace.scope import Lane, Pause, Scope
 
 __all__ = ["Lane", "Pacer", "Pause"]
@@ -67,6 +70,7 @@ class Pacer:
         self._headroom = headroom
         self._clock = clock or time.monotonic
         self._total = Scope()
+        self._budget = Budget()  # the server's window, as the changes' numbers tell it
         self._lanes = {lane: Scope() for lane in _BOTH}
         self._turns = {lane: anyio.Lock() for lane in _BOTH}
         self._heads: set[Lane] = set()  # the lanes whose head is watching the clock
@@ -81,14 +85,14 @@ class Pacer:
     def current_rate(self) -> float:
         """The pace aimed at now, in requests per second: the configured rate, or less where
         the server's limit holds the changes back (before headroom; 0 when unpaced)."""
-        now, write = self._clock(), self._lanes["write"]
-        limits = (self._total.ceiling.pace(now), write.budget.pace(now, write.grants))
+        now = self._clock()
+        limits = (self._total.ceiling.pace(now), self._budget.pace(now, self._total.grants))
         return min(self._rate, *limits)
 
     @property
     def ceiling(self) -> float | None:
         """The rate the server seemed to allow the job, from its 429s or its headers."""
-        found = (self._total.ceiling.value, self._lanes["write"].budget.allowed)
+        found = (self._total.ceiling.value, self._budget.allowed)
         return min((value for value in found if value is not None), default=None)
 
     @property
@@ -125,7 +129,8 @@ class Pacer:
                 while (delay := self._due(lane, now := self._clock()) - now) > 0.0:
                     with anyio.move_on_after(min(delay, _TICK)):  # paces change with time
                         await self._changed.wait()
-                for scope in (self._total, self._lanes[lane]):
+                # the lane's pace first: the budget counts the job's grants, not yet this one
+                for scope in (self._lanes[lane], self._total):
                     scope.grant(now, self._pace(scope, now))
             finally:
                 self._heads.discard(lane)
@@ -143,12 +148,13 @@ class Pacer:
             sent: when the request was granted (what :meth:`acquire` returned); now if None.
         """
         now = self._clock()
-        sent, judge, own = now if sent is None else sent, self._judge(lane), self._lanes[lane]
+        sent, judge = now if sent is None else sent, self._judge(lane)
         judge.streak = 0
         if self._rate:
             judge.ceiling.accepted(judge.grants, sent)
+        self._budget.answered(sent=sent, now=now, counted=True)
         if info is not None and lane == "write":
-            own.budget.update(info, sent=sent, now=now, grants=own.grants)
+            self._budget.update(info, sent=sent, now=now, grants=self._total.grants)
             self._notify()
 
     def throttled(
@@ -178,9 +184,10 @@ class Pacer:
             the pause in force.
         """
         now = self._clock()
-        sent, judge, own = now if sent is None else sent, self._judge(lane), self._lanes[lane]
+        sent, judge = now if sent is None else sent, self._judge(lane)
+        self._budget.answered(sent=sent, now=now, counted=False)
         if lane == "write":
-            own.budget.update(info, sent=sent, now=now, grants=own.grants, refused=True)
+            self._budget.update(info, sent=sent, now=now, grants=self._total.grants, refused=True)
         if judge.begins_run(sent, now):
             if self._rate:  # (an unpaced job learns nothing)
                 judge.ceiling.throttled(judge.grants, sent=sent, floor=_FLOOR * self._rate)
@@ -188,7 +195,7 @@ class Pacer:
             judge.ceiling.echoed(sent)
         pause = judge.hold(now, retry_after, reason, _BOTH if judge is self._total else ("read",))
         if judge is self._total:
-            self._lanes["write"].budget.pause(pause.until)
+            self._budget.pause(pause.until)
         self._notify()
         return pause
 
@@ -205,7 +212,9 @@ class Pacer:
         if not self._rate:
             return math.inf  # unpaced since the request began waiting
         pace = self._rate * (1.0 - self._headroom) if scope is self._total else math.inf
-        return min(pace, scope.ceiling.pace(now), scope.budget.pace(now, scope.grants))
+        if scope is self._lanes["write"]:
+            pace = min(pace, self._budget.pace(now, self._total.grants))
+        return min(pace, scope.ceiling.pace(now))
 
     def _due(self, lane: Lane, now: float) -> float:
         at = max(self._total.due(self._pace(self._total, now)), self._lane_due(lane, now))
@@ -219,7 +228,7 @@ class Pacer:
 
     def _lane_due(self, lane: Lane, now: float) -> float:
         scope = self._lanes[lane]
-        return scope.due(self._pace(scope, now))
+        return max(scope.due(self._pace(scope, now)), self._budget.due(self._total.grants, now))
 
     def _notify(self) -> None:
         """Wake the lanes' heads: a grant, an answer's numbers, a pause or a new rate."""

@@ -7,7 +7,6 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from bulkruns.pace.budget import Budget
 from bulkruns.pace.ceiling import Ceiling
 from bulkruns.pace.history import Grants
 
@@ -31,9 +30,8 @@ class Pause:
 
 
 class Scope:
-    """The job's limit, or a lane's. Each has a ceiling and a budget, and three of them learn:
-    the job's ceiling (from a change's 429), the listing's (from a GET's), and the changes'
-    budget (from their answers' headers).
+    """The job's limit, or a lane's. Each has a ceiling, and two of them learn: the job's
+    (from a change's 429) and the listing's (from a GET's).
 
     Slots are spaced by GCRA's virtual scheduling: ``slot`` is the latest grant's theoretical
     time, and the next leaves one interval after it; a grant a little late (up to half an
@@ -42,7 +40,6 @@ class Scope:
     """
 
     __slots__ = (
-        "budget",
         "ceiling",
         "granted",
         "grants",
@@ -55,7 +52,6 @@ class Scope:
 
     def __init__(self) -> None:
         self.ceiling = Ceiling()
-        self.budget = Budget()
         self.grants = Grants()
         self.slot = self.granted = -math.inf
         self.pause: Pause | None = None
@@ -65,10 +61,10 @@ class Scope:
 
     def due(self, pace: float) -> float:
         """When the next request may leave: at ``pace``, with room in the ceiling's window
-        and in the budget's fixed window, and after the pause."""
+        and after the pause."""
         step = 1.0 / pace if pace > 0.0 else math.inf
         at = max(self.slot + step, self.granted + (1.0 - _TOLERANCE) * step)
-        at = max(at, self.ceiling.due(self.grants), self.budget.due(self.grants))
+        at = max(at, self.ceiling.due(self.grants))
         return at if self.pause is None else max(at, self.pause.until)
 
     def grant(self, now: float, pace: float) -> None:

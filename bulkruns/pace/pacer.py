@@ -217,7 +217,12 @@ class Pacer:
         return min(pace, scope.ceiling.pace(now))
 
     def _due(self, lane: Lane, now: float) -> float:
-        at = max(self._total.due(self._pace(self._total, now)), self._lane_due(lane, now))
+        total, budget = self._total, self._budget
+        at = max(
+            total.due(self._pace(total, now)),
+            self._lane_due(lane, now),
+            budget.due(total.grants, now),
+        )
         if (
             lane == "write"
             and "read" in self._heads
@@ -228,7 +233,7 @@ class Pacer:
 
     def _lane_due(self, lane: Lane, now: float) -> float:
         scope = self._lanes[lane]
-        return max(scope.due(self._pace(scope, now)), self._budget.due(self._total.grants, now))
+        return scope.due(self._pace(scope, now))
 
     def _notify(self) -> None:
         """Wake the lanes' heads: a grant, an answer's numbers, a pause or a new rate."""

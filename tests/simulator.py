@@ -64,7 +64,8 @@ class Shape:
             while the window is full.
         headers: answers carry ``X-RateLimit-Limit`` and ``-Remaining``.
         reset_header: and ``X-RateLimit-Reset``.
-        cotenant: requests a second another client spends of the same budget, evenly.
+        cotenant: requests a second another client spends of the same budget, evenly; as in
+            the sandbox, its refusals neither count nor start a penalty.
         gets: a tighter budget for GETs alone, (requests, seconds), rolling, as Tallyfy's.
         latency: the range of seconds a request takes to arrive, uniform; the answer takes
             a millisecond back (as in the sandbox, which waits its latency before counting).
@@ -98,8 +99,11 @@ class Server:
     refusals: list[float] = field(default_factory=list)  # when they were
     gets: Server | None = None  # the GETs' own budget
 
-    def decide(self, now: float) -> tuple[bool, float, RateLimitInfo | None]:
-        """Count one request arriving at ``now``: accepted?, Retry-After, headers."""
+    def decide(
+        self, now: float, *, penalise: bool = True
+    ) -> tuple[bool, float, RateLimitInfo | None]:
+        """Count one request arriving at ``now``: accepted?, Retry-After, headers; a refusal
+        starts the penalty only if ``penalise``."""
         shape = self.shape
         if shape.fixed:
             index = math.floor(now / shape.window)
@@ -122,7 +126,7 @@ class Server:
             wait = self.penalised_until - now
         else:
             wait = reset
-            if shape.penalty:
+            if shape.penalty and penalise:
                 self.penalised_until = now + shape.penalty
                 wait = shape.penalty
         info = None
@@ -217,10 +221,12 @@ async def simulate(
                 await send_paced(request, pacer, policy, lane="write")
 
     async def cotenant(scope: anyio.CancelScope) -> None:
+        # at a phase of its own to the windows' edges, each time counted from its start
+        first = anyio.current_time() + rng.random() / shape.cotenant
         with scope:
-            while True:
-                server.decide(anyio.current_time())
-                await anyio.sleep(1.0 / shape.cotenant)
+            for n in itertools.count():
+                await anyio.sleep(first + n / shape.cotenant - anyio.current_time())
+                server.decide(anyio.current_time(), penalise=False)
 
     async with anyio.create_task_group() as tg:
         other = anyio.CancelScope()

@@ -319,25 +319,108 @@ def test_a_spent_fixed_window_holds_the_lane_until_it_resets() -> None:
     assert budget.due(grants, 7.0) == -math.inf  # 90 a second leave room in every window
     for sent in (6.945, 6.95, 6.955, 6.96):
         grants.add(sent)
-    budget.update(RateLimitInfo(100, 4), sent=6.95, now=6.985, grants=grants)
-    assert budget.due(grants, 7.0) == -math.inf  # four left, two in flight: room for one more
-    # the request before it answers 30 ms slower than the others, overtaken: requests sent up
-    # to 30 ms before the carrier may be counted after it, and leave only the reserve
-    budget.update(RateLimitInfo(100, 5), sent=6.945, now=7.01, grants=grants)
-    # the rest wait until a request sent at the quickest latency is counted after the next
-    # reset, which is no later than a whole window after the one seen at 6 + 88/90 + 0.035
-    assert budget.due(grants, 7.0) == pytest.approx(6 + 88 / 90)
+    budget.answered(sent=6.95, now=6.985, counted=True)
+    budget.update(RateLimitInfo(100, 5), sent=6.95, now=6.985, grants=grants)
+    assert budget.due(grants, 7.0) == -math.inf  # five left, three in flight: room for one more
+    # the request before it answers 20 ms slower, overtaken: counted after the carrier, it is
+    # no longer in flight but spent all the same, and leaves only the reserve
+    budget.answered(sent=6.945, now=7.0, counted=True)
+    budget.update(RateLimitInfo(100, 4), sent=6.945, now=7.0, grants=grants)
+    assert budget.due(grants, 7.0) == -math.inf
+    grants.add(7.0)
+    # the rest wait until a request sent at the quickest latency (a tenth of the latencies'
+    # spread quicker than any seen) is counted after the next reset, which is no later than a
+    # whole window after the soonest seen, at 6 + 88/90 + 0.035
+    assert budget.due(grants, 7.0) == pytest.approx(6 + 88 / 90 + 0.1 * 0.02)
 
 
 def test_a_stalled_answer_is_no_jitter_a_windows_edge_can_be_kept_from() -> None:
     budget, grants = Budget(), Grants()
-    fixed_window(budget, grants, limit=100, rate=50, seconds=6.95)
-    for sent in (6.945, 6.95):
+    fixed_window(budget, grants, limit=100, rate=90, seconds=6.95)
+    grants.add(6.95)
+    budget.update(RateLimitInfo(100, 1), sent=6.95, now=6.985, grants=grants)
+    budget.update(RateLimitInfo(100, 2), sent=6.9, now=11.9, grants=grants)  # 5 s late
+    # a request may be a tenth of the latencies' spread quicker than any seen, and that
+    # spread is taken as no more than a tenth of the window, not 5 s
+    assert budget.due(grants, 7.0) == pytest.approx(6 + 88 / 90 + 0.1 * 0.1)
+
+
+def jittery_window(
+    budget: Budget,
+    grants: Grants,
+    *,
+    rate: float,
+    seconds: float,
+    others: float = 0.0,
+    seed: int = 1,
+) -> None:
+    """Requests at ``rate`` into windows of 100 a second, each counted 20-50 ms after it leaves
+    and answered a millisecond later, the answers read in the order they come; another client
+    spends ``others`` a second of every window, evenly from its start."""
+    rng, used, answers = random.Random(seed), {}, []
+    for i in range(round(rate * seconds)):
+        sent = i / rate
+        for arrived, carried, left in sorted(a for a in answers if a[0] <= sent):
+            budget.answered(sent=carried, now=arrived, counted=True)
+            budget.update(RateLimitInfo(100, left), sent=carried, now=arrived, grants=grants)
+        answers = [a for a in answers if a[0] > sent]
         grants.add(sent)
-    budget.update(RateLimitInfo(100, 49), sent=6.95, now=6.985, grants=grants)
-    budget.update(RateLimitInfo(100, 50), sent=6.945, now=11.945, grants=grants)  # 5 s late
-    # the requests perhaps counted after the carrier go back a tenth of the window, not 5 s
-    assert budget.due(grants, 7.0) == -math.inf
+        counted = sent + rng.uniform(0.02, 0.05)
+        window = math.floor(counted)
+        used[window] = used.get(window, 0) + 1
+        left = 100 - used[window] - math.floor((counted - window) * others)
+        answers.append((counted + 0.001, sent, left))
+
+
+def test_a_fixed_window_seen_late_by_varying_amounts_is_placed_by_its_soonest_reset() -> None:
+    # each reset is seen by the first request counted after it, up to 40 ms late: over a few
+    # windows that reads the length a percent or more short, and a whole second is meant
+    budget, grants = Budget(), Grants()
+    jittery_window(budget, grants, rate=99, seconds=8.97)
+    assert budget.window == 1.0
+    grants.add(8.97)
+    budget.answered(sent=8.97, now=9.0, counted=True)
+    budget.update(RateLimitInfo(100, 0), sent=8.97, now=9.0, grants=grants)
+    # a request sent when the lanes may go again, counted after 20 ms (the quickest), is
+    # counted after the reset at 9, and not much later: the soonest reset seen is placed
+    assert 9.0 <= budget.due(grants, 9.0) + 0.02 <= 9.02
+
+
+def test_a_fixed_window_spent_early_and_seen_back_late_is_learnt_all_the_same() -> None:
+    # each window of 100 is spent in half a second, and the held lane sees it back by a
+    # request sent up to 0.3 s after its reset: no two resets are seen a steady length apart,
+    # but between the last answer before each and the first after, one length places them all
+    budget, grants, rng = Budget(), Grants(), random.Random(4)
+    for window in range(5):
+        start = window + rng.uniform(0.0, 0.3)
+        for i in range(100):
+            sent = start + i / 200
+            grants.add(sent)
+            budget.answered(sent=sent, now=sent + 0.035, counted=True)
+            budget.update(RateLimitInfo(100, 99 - i), sent=sent, now=sent + 0.035, grants=grants)
+        assert budget.window == (1.0 if window >= 3 else None)  # three resets seen
+
+
+def test_another_clients_steady_share_of_a_fixed_window_is_left_to_it() -> None:
+    budget, grants = Budget(), Grants()
+    jittery_window(budget, grants, rate=60, seconds=8.0, others=30.0)
+    assert budget.window == 1.0
+    # what it leaves, 1.5 % under, as the whole of a window it does not share
+    assert budget.pace(8.0, grants) == pytest.approx(70 * 0.985, rel=0.02)
+
+
+def test_an_answer_just_after_a_reset_that_shows_no_fresh_window_was_counted_before_it() -> None:
+    due = []
+    for sent in (8.96, 8.995):  # answered 30 ms later, before and after the next reset is due
+        budget, grants = Budget(), Grants()
+        jittery_window(budget, grants, rate=99, seconds=8.96)
+        grants.add(sent)
+        budget.update(RateLimitInfo(100, 0), sent=sent, now=sent + 0.03, grants=grants)
+        due.append(budget.due(grants, sent + 0.03))
+    # the later answer showed no fresh window: counted before the reset all the same, it
+    # has the lanes wait for that reset only, not the one after
+    assert due[1] == pytest.approx(due[0])
+    assert due[1] < 8.995 + 0.03
 
 
 def test_an_announced_reset_spreads_what_is_left_until_it() -> None:

@@ -121,6 +121,15 @@ async def test_a_spent_fixed_window_waits_for_its_reset_however_jittery(
     assert_met(outcome, efficiency=0.94, most_429s=0, runs=0)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_another_clients_share_of_a_fixed_window_is_kept_from_at_its_end(seed: int) -> None:
+    # told what the other client leaves: the window is full at each end, and the other
+    # client's requests while the job's last are on their way would make it overflow
+    shape = Shape(limit=100, fixed=True, headers=True, penalty=2.0, cotenant=30.0)
+    outcome = await simulate(shape, rate=70.0, page=100, seed=seed)
+    assert_met(outcome, efficiency=0.95, most_429s=0, runs=0)
+
+
 async def test_listing_and_changes_under_one_budget_with_headers_told_six_times_over() -> None:
     # the GETs' answers count the changes too: listing must not be held back by them
     outcome = await simulate(Shape(limit=50, headers=True), rate=300.0, page=100)

@@ -31,20 +31,23 @@ requests are spread evenly up to it), a quarter of a second otherwise (the reser
 quickly, and from there the refill rate is kept).
 
 A **fixed window** shows itself by coming back whole between two requests (the requests
-counted before that tell no rolling length: they left all at once). Once three such resets a
-steady length apart, or one announced by an answer that let its request through (a 429's says
-when its refusal ends: a penalty may outlast the window), give its length, the pace never
-exceeds the announced rate, ``Limit`` over that length, and a learned window is paced at it,
-evenly; when what is left of it comes down to the reserve (another client may spend it too,
-and jitter crowds a window's edges), the lanes wait for its next reset. A lane held with
-nothing in flight sends one request after a moment, to see whether the window is back; one
-held by requests whose answers brought no numbers (lost, or an edge's) probes the same way
-once the numbers it has are stale.
+counted before that tell no rolling length: they left all at once). Each such reset lies
+between the answers of those two, and a held lane's may be seen long after it. Once three
+resets are placed by one length (a whole number of seconds if just one fits, as servers count
+them), or one is announced by an answer that let its request through (a 429's says when its
+refusal ends: a penalty may outlast the window), the pace never exceeds the announced rate,
+``Limit`` over that length, and a learned window is paced evenly at it, less what another
+client was seen to spend of it (so that the job does not crowd it out); when what is left of
+it comes down to the reserve (jitter crowds a window's edges), the lanes wait for its next
+reset. A lane held with nothing in flight sends one request after a moment, to see whether
+the window is back; one held by requests whose answers brought no numbers (lost, or an
+edge's) probes the same way once the numbers it has are stale.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import deque
 
@@ -64,8 +67,9 @@ _STALE = 2.0
 # short, its resets being seen by answers that come a little after them, by varying amounts
 # (a window spent before its reset holds the lanes, so the margin need not cover that too).
 _MARGIN = 0.015
-_PHASES = 4  # the latest resets of a learned fixed window that say when its next one is
+_PHASES = 4  # the latest resets of a learned fixed window that give its phase
 _LATENCIES = 32  # answers whose latencies give their spread
+_QUICKER = 0.1  # of that spread: how much quicker than the quickest of them a request may be
 _KEPT = 4096  # the grant times of the answers noted are trimmed to _STALE past this many
 # A share a second: a rolling window's length, read as the least its answers allowed, is let
 # loose by this much, so that a longer window, or another client's growing use, is followed.
@@ -83,6 +87,7 @@ class Budget:
         "_left",
         "_length",
         "_measured",
+        "_phase",
         "_quiet",
         "_refill",
         "_replied",
@@ -102,7 +107,10 @@ class Budget:
         self._answered = -math.inf  # when its answer came
         self._latencies: deque[float] = deque(maxlen=_LATENCIES)  # of the latest answers
         self._refill = 0.0  # requests a second the window gives back, net of others' use
-        self._resets: list[float] = []  # fixed-window resets seen: the first in step, the latest
+        # fixed-window resets seen in step, (windows since the first, after, by when): the
+        # first, and the latest
+        self._resets: list[tuple[int, float, float]] = []
+        self._phase = 0.0  # a learned fixed window's first reset, as its latest ones place it
         self._quiet = -math.inf  # when the latest pause ended
         self._reset_at: float | None = None  # the next reset, as X-RateLimit-Reset announced
         # the job's requests the server counted (both lanes'), by when their answers came
@@ -150,7 +158,7 @@ class Budget:
             if limit and given >= limit / 2:
                 self._whole = now  # the requests counted before it tell no rolling length
                 if info.reset is None:
-                    self._reset_seen(now)
+                    self._reset_seen(self._answered, now)
             else:
                 decay = math.exp(-(sent - self._sent) / _REFILL_SPAN)
                 self._refill = self._refill * decay + given / _REFILL_SPAN
@@ -207,53 +215,86 @@ class Budget:
         length, limit = self._length, self.limit
         if length is None or limit is None or self.window is not None:
             return -math.inf
-        replied, arrivals, carrier = self._replied, self._arrivals, self._answered
-        cutoff = now - _STALE  # an older request unanswered is lost, not in flight
-        in_flight = grants.count(cutoff) - (len(replied) - bisect.bisect_left(replied, cutoff))
-        since = len(arrivals) - bisect.bisect_right(arrivals, carrier)
-        need = (limit - self._left) + since + in_flight + 1 - limit
+        need = (limit - self._left) + self._uncounted(grants, now) + 1 - limit
         if need <= 0:
             return -math.inf
+        arrivals, carrier = self._arrivals, self._answered
         leaving = bisect.bisect_right(arrivals, carrier - length) + need - 1
         if leaving >= len(arrivals) or arrivals[leaving] > carrier:
             return math.inf  # room comes with answers still to come
         return arrivals[leaving] + length - min(self._latencies)
 
-    def _reset_seen(self, when: float) -> None:
-        # A fixed window came back whole. Three resets a steady length apart give it (a
-        # rolling window can come back whole too, after a quiet spell, but not steadily), and
-        # each later one in step refines it, from the first: a reset seen a little early or
-        # late matters less the more windows lie between.
+    def _uncounted(self, grants: Grants, now: float) -> int:
+        """The job's requests the carrier's ``Remaining`` did not count: those counted after
+        it, and those in flight."""
+        replied, arrivals = self._replied, self._arrivals
+        cutoff = now - _STALE  # an older request unanswered is lost, not in flight
+        in_flight = grants.count(cutoff) - (len(replied) - bisect.bisect_left(replied, cutoff))
+        return len(arrivals) - bisect.bisect_right(arrivals, self._answered) + in_flight
+
+    def _reset_seen(self, after: float, when: float) -> None:
+        # A fixed window came back whole, after the previous carrier was counted (about when
+        # its answer came, ``after``: the way back varies by up to the latencies' spread) and
+        # by ``when``. Resets that a steady length can place, three at least, give it (a
+        # rolling window can come back whole too, after a quiet spell, but not steadily); each
+        # later one in step refines it.
         resets, window = self._resets, self.window
+        slack = max(self._latencies) - min(self._latencies)
         if window is not None:
-            span = when - resets[0]
-            periods = round(span / window)
-            if abs(span - periods * window) <= 0.1 * window:
-                self.window = span / periods
-                resets.append(when)
+            k = round((when - self._phase) / window)
+            if after - slack - 0.1 * window <= self._phase + k * window <= when + 0.1 * window:
+                resets.append((k, after - slack, when))
                 del resets[1:-_PHASES]
-                return
+                if self._fit():
+                    return
             self.window = None  # out of step: learn it again
             resets.clear()
-        resets.append(when)
-        if len(resets) == 3:
-            first, second = resets[1] - resets[0], resets[2] - resets[1]
-            if abs(first - second) <= 0.05 * max(first, second):
-                self.window = (resets[2] - resets[0]) / 2
-            else:
-                del resets[0]
+        resets.append((resets[-1][0] + 1 if resets else 0, after - slack, when))
+        while len(resets) >= 3:
+            placed = self._fit()
+            if placed or (placed is False and len(resets) <= _PHASES):
+                break
+            first = resets[1][0]  # out of step, or long unplaced: the oldest goes
+            resets[:] = [(k - first, lo, hi) for k, lo, hi in resets[1:]]
+
+    def _fit(self) -> bool | None:
+        # Each reset lies between the two answers that showed it; the lengths that place
+        # every one of them in its own span form a range. A whole number of seconds in it is
+        # the length, if there is just one (servers count their windows in seconds), or its
+        # middle if it is narrow; otherwise (False) more resets are needed, and if none fits
+        # (None) they are out of step. The phase is the reset seen soonest after its time.
+        resets, low, high = self._resets, 0.0, math.inf
+        for (k1, lo1, hi1), (k2, lo2, hi2) in itertools.combinations(resets, 2):
+            if k1 == k2:
+                return None  # two in one window
+            low, high = max(low, (lo2 - hi1) / (k2 - k1)), min(high, (hi2 - lo1) / (k2 - k1))
+        if low > high:
+            return None
+        if high - low >= 2.0:
+            return False
+        whole = [float(n) for n in range(max(1, math.ceil(low)), math.floor(high) + 1)]
+        if len(whole) == 1:
+            length = whole[0]
+        elif not whole and high - low <= 0.05 * high:
+            length = (low + high) / 2
+        else:
+            return False
+        self.window = length
+        self._phase = min(hi - k * length for k, _, hi in resets)
+        return True
 
     def due(self, grants: Grants, now: float) -> float:
         """When the lanes may send again into a window that is full; -inf when there is room.
 
         A measured rolling window is full when its prediction leaves no room (see the module's
         docstring). A learned fixed window is full when the carrier's ``Remaining``, less the
-        requests sent after it and those sent up to the answers' spread of latencies before
-        it (they may have arrived after it), leaves no more than the reserve: the lanes wait
-        for its next reset. A reset is seen by the answer of the first request counted after
-        it, which came when that request was counted, or later; so the next is no later
-        than the earliest of the recent ones seen, a whole number of windows on, and a
-        request sent then less the quickest latency is counted after it.
+        job's requests counted after it and those in flight, and less what another client
+        spends, at the rate the carriers showed, until a request sent now is counted, leaves
+        no more than the reserve: the lanes wait for its next reset. A reset is seen by the
+        answer of the first request counted after it, which came when that request was
+        counted, or later; so the next is no later than the soonest of the recent ones seen,
+        a whole number of windows on, and a request sent then less the quickest latency is
+        counted after it.
         """
         if not self._resets or self.window is None:
             return self._rolling_due(grants, now)
@@ -261,13 +302,17 @@ class Budget:
         # an answer slower than the rest by a tenth of the window (a stalled request) is not
         # jitter a window's edge can be kept from
         spread = min(max(self._latencies) - min(self._latencies), _SPREAD * window)
-        unknown = grants.count(self._sent - spread) - 1  # the carrier itself is counted
-        if self._left - unknown > _RESERVE:
+        # another client's use, at the rate the carriers saw it, until a request sent now counts
+        others = max(-self._refill, 0.0) * (now + max(self._latencies) - self._answered)
+        if self._left - self._uncounted(grants, now) - others > _RESERVE:
             return -math.inf
-        latest = self._resets[-1]
-        seen = min(r + round((latest - r) / window) * window for r in self._resets[-_PHASES:])
-        following = seen + (math.floor((self._answered - seen) / window) + 1) * window
-        return following - min(self._latencies)
+        # The carrier was counted in the window whose reset was seen last, unless it came more
+        # than a window after it (windows passed with no answer to show them): an answer that
+        # came just after a reset, and showed no window come back whole, was counted before it.
+        latest = self._resets[-1][2]
+        counted = latest if self._answered - latest <= window + spread else self._answered
+        following = self._phase + (math.floor((counted - self._phase) / window) + 1) * window
+        return following - min(self._latencies) + _QUICKER * spread
 
     def pause(self, until: float) -> None:
         """A 429 pauses the lane until ``until``: what the window gives back meanwhile is the
@@ -281,7 +326,9 @@ class Budget:
         even = self.limit / self.window * (1.0 - _MARGIN) if self.window else math.inf
         reset = self._reset_at if self._reset_at is not None and now < self._reset_at else None
         if reset is None and self.window:
-            return even  # a fixed window, learned or past its announced reset: spread evenly
+            # a fixed window, learned or past its announced reset: spread evenly, leaving
+            # another client what the carriers saw it spend, so that it is not crowded out
+            return max(self.limit / self.window + min(self._refill, 0.0), 0.0) * (1.0 - _MARGIN)
         if self._length is not None and self.window is None:
             return self.limit / self._length  # a measured rolling window: due() holds the rest
         uncounted = grants.count(self._sent) - 1

@@ -327,8 +327,10 @@ class Budget:
         reset = self._reset_at if self._reset_at is not None and now < self._reset_at else None
         if reset is None and self.window:
             # a fixed window, learned or past its announced reset: spread evenly, leaving
-            # another client what the carriers saw it spend, so that it is not crowded out
-            return max(self.limit / self.window + min(self._refill, 0.0), 0.0) * (1.0 - _MARGIN)
+            # another client what the carriers saw it spend, so that it is not crowded out;
+            # never held still by it, as only answers would tell that it stopped
+            shared = (self.limit / self.window + min(self._refill, 0.0)) * (1.0 - _MARGIN)
+            return max(shared, min(1.0 / _PROBE, even))
         if self._length is not None and self.window is None:
             return self.limit / self._length  # a measured rolling window: due() holds the rest
         uncounted = grants.count(self._sent) - 1

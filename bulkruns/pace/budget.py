@@ -67,7 +67,7 @@ _STALE = 2.0
 # short, its resets being seen by answers that come a little after them, by varying amounts
 # (a window spent before its reset holds the lanes, so the margin need not cover that too).
 _MARGIN = 0.015
-_PHASES = 4  # the latest resets of a learned fixed window that give its phase
+_PHASES = 4  # the latest resets kept, with the first in step: their spans give length and phase
 _LATENCIES = 32  # answers whose latencies give their spread
 _QUICKER = 0.1  # of that spread: how much quicker than the quickest of them a request may be
 _KEPT = 4096  # the grant times of the answers noted are trimmed to _STALE past this many

@@ -409,6 +409,24 @@ def test_another_clients_steady_share_of_a_fixed_window_is_left_to_it() -> None:
     assert budget.pace(8.0, grants) == pytest.approx(70 * 0.985, rel=0.02)
 
 
+def test_a_learnt_window_another_client_seemed_to_spend_whole_is_still_probed() -> None:
+    budget, grants = Budget(), Grants()
+    jittery_window(budget, grants, rate=99, seconds=8.96)
+    assert budget.window == 1.0
+    # in each of two windows, another client takes 40 between each two of the job's answers
+    # just after the reset: at the rate the carriers saw it take, it leaves the job nothing
+    for start in (9.02, 10.02):
+        for i, left in enumerate((99, 59, 19)):
+            sent = start + i / 100
+            grants.add(sent)
+            budget.answered(sent=sent, now=sent + 0.03, counted=True)
+            budget.update(RateLimitInfo(100, left), sent=sent, now=sent + 0.03, grants=grants)
+    assert budget.window == 1.0  # both resets came in step
+    # nothing sent would bring no answer to show that the other client stopped: the lane
+    # sends one request every quarter second all the same
+    assert budget.pace(10.1, grants) == pytest.approx(4.0)
+
+
 def test_an_answer_just_after_a_reset_that_shows_no_fresh_window_was_counted_before_it() -> None:
     due = []
     for sent in (8.96, 8.995):  # answered 30 ms later, before and after the next reset is due

@@ -329,7 +329,7 @@ class Budget:
             # a fixed window, learned or past its announced reset: spread evenly, leaving
             # another client what the carriers saw it spend, so that it is not crowded out;
             # never held still by it, as only answers would tell that it stopped
-            shared = (self.limit / self.window + min(self._refill, 0.0)) * (1.0 - _MARGIN)
+            shared = even + min(self._refill, 0.0) * (1.0 - _MARGIN)
             return max(shared, min(1.0 / _PROBE, even))
         if self._length is not None and self.window is None:
             return self.limit / self._length  # a measured rolling window: due() holds the rest

@@ -280,9 +280,9 @@ def _confirm_delete(conn: Connection, spec: JobSpec, confirm: Confirm) -> int:
     question = f"Permanently delete {what} {whose}? This cannot be undone.\n"
     if sample:
         question += f"  among them: {sample}{more}\n"
-    sys.stderr.write(f"{question}Type {count} to confirm: ")
-    sys.stderr.flush()
-    try:
+    try:  # a Ctrl-C that comes as the question is written is one at the prompt too
+        sys.stderr.write(f"{question}Type {count} to confirm: ")
+        sys.stderr.flush()
         answer = sys.stdin.readline()
     except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) at the prompt
         sys.stderr.write("\n")  # the error then stands on a line of its own

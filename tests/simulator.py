@@ -67,6 +67,7 @@ class Shape:
         cotenant: requests a second another client spends of the same budget, evenly; as in
             the sandbox, its refusals neither count nor start a penalty.
         gets: a tighter budget for GETs alone, (requests, seconds), rolling, as Tallyfy's.
+        phase: seconds into a fixed window the job begins (the server's clock is its own).
         latency: the range of seconds a request takes to arrive, uniform; the answer takes
             a millisecond back (as in the sandbox, which waits its latency before counting).
     """
@@ -79,6 +80,7 @@ class Shape:
     reset_header: bool = False
     cotenant: float = 0.0
     gets: tuple[int, float] | None = None
+    phase: float = 0.0
     latency: tuple[float, float] = (0.02, 0.05)
 
     @property
@@ -106,9 +108,9 @@ class Server:
         starts the penalty only if ``penalise``."""
         shape = self.shape
         if shape.fixed:
-            index = math.floor(now / shape.window)
+            index = math.floor((now + shape.phase) / shape.window)
             used = self.counts.get(index, 0)
-            reset = (index + 1) * shape.window - now
+            reset = (index + 1) * shape.window - now - shape.phase
         else:
             while self.accepted and self.accepted[0] <= now - shape.window:
                 self.accepted.popleft()

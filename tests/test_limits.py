@@ -285,6 +285,34 @@ def test_a_fixed_windows_reset_tells_no_rolling_length() -> None:
     assert budget.due(grants, 2.5) == -math.inf
 
 
+def test_a_rolling_window_another_client_filled_is_probed_with_nothing_in_flight() -> None:
+    budget, grants = Budget(), Grants()
+    rolling_window(budget, grants, limit=10, sends=[k * 0.12 for k in range(24)])
+    # after a quiet spell, another client has filled the window: the job's next request is
+    # refused, none of its own is left in the window to make room by leaving, and nothing
+    # foretells when the other's will
+    grants.add(4.5)
+    budget.answered(sent=4.5, now=4.55, counted=False)
+    budget.update(RateLimitInfo(10, 0), sent=4.5, now=4.55, grants=grants, refused=True)
+    assert budget.due(grants, 4.55) == pytest.approx(4.55 + 0.25)  # one request, to see
+    grants.add(4.8)
+    assert budget.due(grants, 4.8) == math.inf  # and its answer is waited for
+
+
+def test_a_lightly_used_fixed_windows_reset_tells_no_rolling_length() -> None:
+    # the job begins late in a window another client has used a little: the reset takes
+    # back less than half of it, and the request before the first counted after it is 10 ms
+    # older, which is no rolling window's length
+    budget, grants = Budget(), Grants()
+    for i in range(50):
+        sent = 0.7 + i / 100
+        grants.add(sent)
+        left = 100 - (10 + i + 1 if sent + 0.03 < 1.0 else i - 26)
+        budget.answered(sent=sent, now=sent + 0.03, counted=True)
+        budget.update(RateLimitInfo(100, left), sent=sent, now=sent + 0.03, grants=grants)
+    assert 100.0 < budget.pace(1.2, grants) < 1000.0
+
+
 def fixed_window(
     budget: Budget, grants: Grants, *, limit: int, rate: float, seconds: float
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 from simulator import Outcome, Shape, VirtualLoop, simulate
 
@@ -128,6 +129,16 @@ async def test_another_clients_share_of_a_fixed_window_is_kept_from_at_its_end(s
     shape = Shape(limit=100, fixed=True, headers=True, penalty=2.0, cotenant=30.0)
     outcome = await simulate(shape, rate=70.0, page=100, seed=seed)
     assert_met(outcome, efficiency=0.95, most_429s=0, runs=0)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_fixed_window_the_job_begins_late_in_is_no_rolling_one(seed: int) -> None:
+    # told the whole limit, 0.8 s into a window the other client has used a little: the
+    # first reset takes back less than half of it, and the job goes on to its end
+    shape = Shape(limit=100, fixed=True, headers=True, penalty=2.0, cotenant=30.0, phase=0.8)
+    with anyio.fail_after(600):  # virtual seconds: a job of a minute, not a held one
+        outcome = await simulate(shape, rate=100.0, page=100, seed=seed)
+    assert_met(outcome, efficiency=0.9, most_429s=1, runs=1)
 
 
 async def test_listing_and_changes_under_one_budget_with_headers_told_six_times_over() -> None:

@@ -17,7 +17,9 @@ since and those in flight, less the job's requests that have left it since. When
 no room, the lanes wait until the request that makes room has left by the time one sent then,
 at the quickest latency, is counted (:meth:`Budget.due`). So a job told too much meets the
 echo of its own first seconds a window later foreseen (nothing leaves the window where it
-sent nothing), and the pace never exceeds ``Limit`` over the length.
+sent nothing), and the pace never exceeds ``Limit`` over the length. Room that only another
+client's requests can make, by leaving, no answer foretells: with none of the job's requests
+in flight, the lanes send one after a moment, to see.
 
 Until then (none of the job's requests has left the window yet), its net refill rate is
 estimated from one carrier to the next (what is left now, plus what was sent between, less
@@ -31,17 +33,19 @@ requests are spread evenly up to it), a quarter of a second otherwise (the reser
 quickly, and from there the refill rate is kept).
 
 A **fixed window** shows itself by coming back whole between two requests (the requests
-counted before that tell no rolling length: they left all at once). Each such reset lies
-between the answers of those two, and a held lane's may be seen long after it. Once three
-resets are placed by one length (a whole number of seconds if just one fits, as servers count
-them), or one is announced by an answer that let its request through (a 429's says when its
-refusal ends: a penalty may outlast the window), the pace never exceeds the announced rate,
-``Limit`` over that length, and a learned window is paced evenly at it, less what another
-client was seen to spend of it (so that the job does not crowd it out); when what is left of
-it comes down to the reserve (jitter crowds a window's edges), the lanes wait for its next
-reset. A lane held with nothing in flight sends one request after a moment, to see whether
-the window is back; one held by requests whose answers brought no numbers (lost, or an
-edge's) probes the same way once the numbers it has are stale.
+counted before that tell no rolling length: they left all at once; a window used lightly
+before its reset gives back less than half of it, but holds no more than the job's requests
+since the carrier). Each reset that gives back half the window or more lies between the
+answers of those two, and a held lane's may be seen long after it. Once three resets are
+placed by one length (a whole number of seconds if just one fits, as servers count them), or
+one is announced by an answer that let its request through (a 429's says when its refusal
+ends: a penalty may outlast the window), the pace never exceeds the announced rate, ``Limit``
+over that length, and a learned window is paced evenly at it, less what another client was
+seen to spend of it (so that the job does not crowd it out); when what is left of it comes
+down to the reserve (jitter crowds a window's edges), the lanes wait for its next reset. A
+lane held with nothing in flight sends one request after a moment, to see whether the window
+is back; one held by requests whose answers brought no numbers (lost, or an edge's) probes
+the same way once the numbers it has are stale.
 """
 
 from __future__ import annotations
@@ -152,12 +156,15 @@ class Budget:
             return  # older numbers than the carrier's
         limit = info.limit if info.limit is not None else self.limit
         if sent > self._sent > -math.inf and not self._sent < self._quiet <= sent:
-            given = info.remaining - self._left + grants.count(self._sent, sent)
+            between = grants.count(self._sent, sent)
+            given = info.remaining - self._left + between
             if limit and given <= -limit / 2:
                 return  # counted just before a reset that a carrier already showed
-            if limit and given >= limit / 2:
+            back = bool(limit and given >= limit / 2)  # half the window given back at once
+            # or a lightly used window's reset: it holds the job's requests since, and the reserve
+            if back or bool(limit and given > 0 and limit - info.remaining <= between + _RESERVE):
                 self._whole = now  # the requests counted before it tell no rolling length
-                if info.reset is None:
+                if info.reset is None and back:
                     self._reset_seen(self._answered, now)
             else:
                 decay = math.exp(-(sent - self._sent) / _REFILL_SPAN)
@@ -220,17 +227,23 @@ class Budget:
             return -math.inf
         arrivals, carrier = self._arrivals, self._answered
         leaving = bisect.bisect_right(arrivals, carrier - length) + need - 1
-        if leaving >= len(arrivals) or arrivals[leaving] > carrier:
-            return math.inf  # room comes with answers still to come
-        return arrivals[leaving] + length - min(self._latencies)
+        if leaving < len(arrivals) and arrivals[leaving] <= carrier:
+            return arrivals[leaving] + length - min(self._latencies)
+        # room comes with answers still to come, or as another client's requests leave, which
+        # no answer foretells: with none in flight, the lanes send one after a moment, to see
+        return math.inf if self._in_flight(grants, now) else self._answered + _PROBE
 
     def _uncounted(self, grants: Grants, now: float) -> int:
         """The job's requests the carrier's ``Remaining`` did not count: those counted after
         it, and those in flight."""
-        replied, arrivals = self._replied, self._arrivals
-        cutoff = now - _STALE  # an older request unanswered is lost, not in flight
-        in_flight = grants.count(cutoff) - (len(replied) - bisect.bisect_left(replied, cutoff))
-        return len(arrivals) - bisect.bisect_right(arrivals, self._answered) + in_flight
+        arrivals = self._arrivals
+        counted = len(arrivals) - bisect.bisect_right(arrivals, self._answered)
+        return counted + self._in_flight(grants, now)
+
+    def _in_flight(self, grants: Grants, now: float) -> int:
+        """The job's requests granted lately and not yet answered."""
+        replied, cutoff = self._replied, now - _STALE  # an older one unanswered is lost
+        return grants.count(cutoff) - (len(replied) - bisect.bisect_left(replied, cutoff))
 
     def _reset_seen(self, after: float, when: float) -> None:
         # A fixed window came back whole, after the previous carrier was counted (about when

@@ -4,11 +4,13 @@ server's limit as the pacer finds it.
 Every request first awaits :meth:`Pacer.acquire` in its lane: ``"read"`` for listing (GETs,
 which Tallyfy budgets more tightly), ``"write"`` for changes. Requests leave one at a time,
 spaced by GCRA (the virtual scheduling form of the generic cell rate algorithm): one may
-leave one interval after the previous one's slot, less half an interval of tolerance for a
-late timer, so no window of T seconds ever holds more than ``rate * T + 2`` requests, at any
-rate, across rate changes and after pauses. aiolimiter's leaky bucket did this before, but
-its burst grows with the rate and its rate cannot change, so every change built a new
-limiter, refilled by hand; these few lines read the pace afresh at every slot instead.
+leave one interval after the previous one's slot, and never within half an interval of it;
+one that leaves late keeps the schedule, if by up to half an interval, or up to an interval
+when its timer fired late (a busy loop's do). So no window of T seconds ever holds more
+than ``rate * T + 2`` requests, at any rate, across rate changes and after pauses.
+aiolimiter's leaky bucket did this before, but its burst grows with the rate and its rate
+cannot change, so every change built a new limiter, refilled by hand; these few lines read
+the pace afresh at every slot instead.
 
 A lane's pace is the lowest of:
 
@@ -126,12 +128,14 @@ class Pacer:
         async with self._turns[lane]:
             self._heads.add(lane)
             try:
-                while (delay := self._due(lane, now := self._clock()) - now) > 0.0:
+                late = 0.0  # how much later than it was due the head woke to this grant
+                while (delay := (due := self._due(lane, now := self._clock())) - now) > 0.0:
                     with anyio.move_on_after(min(delay, _TICK)):  # paces change with time
                         await self._changed.wait()
+                    late = max(self._clock() - due, 0.0)
                 # the lane's pace first: the budget counts the job's grants, not yet this one
                 for scope in (self._lanes[lane], self._total):
-                    scope.grant(now, self._pace(scope, now))
+                    scope.grant(now, self._pace(scope, now), late)
             finally:
                 self._heads.discard(lane)
                 self._notify()  # the other lane's head may go now

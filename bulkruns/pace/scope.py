@@ -35,8 +35,10 @@ class Scope:
 
     Slots are spaced by GCRA's virtual scheduling: ``slot`` is the latest grant's theoretical
     time, and the next leaves one interval after it; a grant a little late (up to half an
-    interval) does not delay the schedule, so the one after it may follow sooner, but never
-    within half an interval.
+    interval, and up to half an interval more that its timer fired late) does not delay the
+    schedule, so the one after it may follow sooner, but never within half an interval. A
+    busy event loop fires timers a few milliseconds late, a whole interval at 200/s: without
+    that allowance each would start a new schedule and the pace would fall by what they lose.
     """
 
     __slots__ = (
@@ -67,11 +69,13 @@ class Scope:
         at = max(at, self.ceiling.due(self.grants))
         return at if self.pause is None else max(at, self.pause.until)
 
-    def grant(self, now: float, pace: float) -> None:
-        """A request leaves at ``now``, at ``pace``."""
+    def grant(self, now: float, pace: float, late: float = 0.0) -> None:
+        """A request leaves at ``now``, at ``pace``, ``late`` seconds after it was due (its
+        timer fired late)."""
         slot = self.slot + 1.0 / pace
-        # a late timer keeps the schedule; a longer wait (idle, paused) starts a new one
-        self.slot = slot if now - slot <= _TOLERANCE / pace else now
+        # a late timer keeps the schedule; a longer wait (idle, held, paused) starts a new one
+        tolerance = _TOLERANCE / pace
+        self.slot = slot if now - slot <= tolerance + min(late, tolerance) else now
         self.granted = now
         self.grants.add(now)
 

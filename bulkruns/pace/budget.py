@@ -9,9 +9,11 @@ though it reads the changes' numbers alone.
 A **rolling window** gives back each request one window's length after it was counted. The
 length is measured by the job's own requests: when the carrier's window held ``n`` (``Limit``
 less ``Remaining``), it held at most the job's latest ``n``, so the one before them had left,
-and the window is no longer than the time since that one was counted. Another client's
-requests in the window make that bound longer, as if the job's own requests stayed in it
-longer, which counts them in while their use is steady. Once measured, the window is
+and the window is no longer than the time since that one was counted (answers read a
+moment apart may be read out of the order the server counted them in, so those read just
+before the carrier's are not taken to be in its window). Another client's requests in the
+window make that bound longer, as if the job's own requests stayed in it longer, which
+counts them in while their use is steady. Once measured, the window is
 predicted, not averaged: it holds what the carrier's held, plus the job's requests counted
 since and those in flight, less the job's requests that have left it since. When that leaves
 no room, the lanes wait until the request that makes room has left by the time one sent then,
@@ -79,6 +81,7 @@ _KEPT = 4096  # the grant times of the answers noted are trimmed to _STALE past 
 # loose by this much, so that a longer window, or another client's growing use, is followed.
 _RELAX = 0.05
 _SPREAD = 0.1  # of a window: the most of the spread a learned fixed window allows for
+_ORDER = 0.002  # seconds: answers read closer together may be out of the server's order
 
 
 class Budget:
@@ -201,14 +204,22 @@ class Budget:
         # the job's, the latest ``held`` counted (the carrier among them) and the one before
         # had left it, so the window is no longer than the time since that one came; another
         # client's requests in it only make that longer. So the least such time, let loose
-        # slowly, bounds the window's length, the others' share of it counted in.
+        # slowly, bounds the window's length, the others' share of it counted in. The job's
+        # requests read just before the carrier may have been counted after it: not in it.
         arrivals = self._arrivals
+        held += self._unordered(now)
         if not 0 < held < len(arrivals) or not self._whole < arrivals[-held - 1] < now:
             return  # none of the job's requests has left the window since it came back whole
         bound = now - arrivals[-held - 1]
         if self._length is not None:
             bound = min(bound, self._length * (1.0 + _RELAX * (now - self._measured)))
         self._length, self._measured = bound, now
+
+    def _unordered(self, now: float) -> int:
+        """The job's requests answered just before the carrier (at ``now``), which the server
+        may have counted after it: answers a moment apart can be read out of its order."""
+        arrivals = self._arrivals
+        return max(len(arrivals) - bisect.bisect_left(arrivals, now - _ORDER) - 1, 0)
 
     def _rolling_due(self, grants: Grants, now: float) -> float:
         """When a measured rolling window has room for one more request; -inf if it has now.

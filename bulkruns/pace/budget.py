@@ -11,17 +11,22 @@ length is measured by the job's own requests: when the carrier's window held ``n
 less ``Remaining``), it held at most the job's latest ``n``, so the one before them had left,
 and the window is no longer than the time since that one was counted (answers read a
 moment apart may be read out of the order the server counted them in, so those read just
-before the carrier's are not taken to be in its window). Another client's requests in the
-window make that bound longer, as if the job's own requests stayed in it longer, which
-counts them in while their use is steady. Once measured, the window is
-predicted, not averaged: it holds what the carrier's held, plus the job's requests counted
-since and those in flight, less the job's requests that have left it since. When that leaves
-no room, the lanes wait until the request that makes room has left by the time one sent then,
-at the quickest latency, is counted (:meth:`Budget.due`). So a job told too much meets the
-echo of its own first seconds a window later foreseen (nothing leaves the window where it
-sent nothing), and the pace never exceeds ``Limit`` over the length. Room that only another
-client's requests can make, by leaving, no answer foretells: with none of the job's requests
-in flight, the lanes send one after a moment, to see.
+before the carrier's are not taken to be in its window). Servers count their windows in
+whole seconds: a bound that reads one, or a little over, is that length. Another client's
+requests in the window make the bound read longer: when the latest carriers' windows all
+held requests besides the job's own counted within the whole number of seconds under it,
+they are that client's, the window is that length, and room is kept for the most of theirs
+any of those carriers held. Otherwise the bound is the length, which counts another client's
+requests in as if the job's own stayed longer. Once measured, the window is predicted, not
+averaged: it holds what the carrier's held, plus the job's requests counted since and those
+in flight, less the job's requests that have left it since. When that leaves no room, the
+lanes wait until the request that makes room has left by the time one sent then, at the
+quickest latency of a few hundred answers (less a tenth of their spread), is counted
+(:meth:`Budget.due`). So a job told too much meets the echo of its own first seconds a
+window later foreseen (nothing leaves the window where it sent nothing), and the pace never
+exceeds ``Limit`` over the length. Room that only another client's requests can make, by
+leaving, no answer foretells: with none of the job's requests in flight, the lanes send one
+after a moment, to see.
 
 Until then (none of the job's requests has left the window yet), its net refill rate is
 estimated from one carrier to the next (what is left now, plus what was sent between, less
@@ -75,13 +80,20 @@ _STALE = 2.0
 _MARGIN = 0.015
 _PHASES = 4  # the latest resets kept, with the first in step: their spans give length and phase
 _LATENCIES = 32  # answers whose latencies give their spread
+_QUICKEST = 8  # spans of _LATENCIES answers whose quickest a full rolling window is sent into by
 _QUICKER = 0.1  # of that spread: how much quicker than the quickest of them a request may be
 _KEPT = 4096  # the grant times of the answers noted are trimmed to _STALE past this many
 # A share a second: a rolling window's length, read as the least its answers allowed, is let
 # loose by this much, so that a longer window, or another client's growing use, is followed.
 _RELAX = 0.05
 _SPREAD = 0.1  # of a window: the most of the spread a learned fixed window allows for
+# The latest carriers whose windows must all have held another client's requests for a
+# rolling window's bound to be read as a whole number of seconds and their share (at least
+# the fewest); room is kept for the most of theirs any of them held.
+_OTHERS = 16
+_OTHERS_FEWEST = 2
 _ORDER = 0.002  # seconds: answers read closer together may be out of the server's order
+_WHOLE = 0.05  # seconds a rolling window's bound may read off a whole number and be it
 
 
 class Budget:
@@ -94,7 +106,10 @@ class Budget:
         "_left",
         "_length",
         "_measured",
+        "_noted",
+        "_others",
         "_phase",
+        "_quickest",
         "_quiet",
         "_refill",
         "_replied",
@@ -113,6 +128,10 @@ class Budget:
         self._sent = -math.inf  # when the carrier was granted
         self._answered = -math.inf  # when its answer came
         self._latencies: deque[float] = deque(maxlen=_LATENCIES)  # of the latest answers
+        # the quickest of each _LATENCIES answers before: the quickest of a few hundred is
+        # the one a request sent into a full rolling window must be counted after
+        self._quickest: deque[float] = deque(maxlen=_QUICKEST)
+        self._noted = 0  # latencies noted
         self._refill = 0.0  # requests a second the window gives back, net of others' use
         # fixed-window resets seen in step, (windows since the first, after, by when): the
         # first, and the latest
@@ -125,6 +144,9 @@ class Budget:
         self._replied: list[float] = []  # when the requests answered lately were granted
         self._length: float | None = None  # a rolling window's, at most; None until measured
         self._measured = -math.inf  # when it was
+        # the latest carriers' count of another client's requests in a rolling window of a
+        # whole number of seconds: what each held, less the job's own counted within it
+        self._others: deque[int] = deque(maxlen=_OTHERS)
         self._whole = -math.inf  # when the window last came back whole between two answers
 
     @property
@@ -155,6 +177,9 @@ class Budget:
         if info is None or info.remaining is None:
             return
         self._latencies.append(now - sent)  # a slow answer's too, which a newer one overtook
+        self._noted += 1
+        if self._noted % _LATENCIES == 0:
+            self._quickest.append(min(self._latencies))
         if sent < self._sent:
             return  # older numbers than the carrier's
         limit = info.limit if info.limit is not None else self.limit
@@ -174,6 +199,7 @@ class Budget:
                 self._refill = self._refill * decay + given / _REFILL_SPAN
         if limit and not refused and self.window is None:
             self._measure(limit - info.remaining, now)
+            self._count_others(limit - info.remaining, now)
         self.limit, self._left, self._sent, self._answered = limit, info.remaining, sent, now
         if info.reset is not None:
             self._reset_at = now + info.reset
@@ -215,11 +241,50 @@ class Budget:
             bound = min(bound, self._length * (1.0 + _RELAX * (now - self._measured)))
         self._length, self._measured = bound, now
 
+    def _seconds(self) -> float | None:
+        """The whole number of seconds a rolling window's measured bound reads, or reads
+        above (another client's requests make it read long); None under a second."""
+        if self._length is None or self._length < 1.0 - _WHOLE:
+            return None
+        return float(math.floor(self._length + _WHOLE))
+
+    def _count_others(self, held: int, now: float) -> None:
+        # what the carrier's window held, less the job's own requests counted within that
+        # whole number of seconds: another client's, if the window is that long
+        whole = self._seconds()
+        if whole is None:
+            self._others.clear()
+            return
+        arrivals = self._arrivals
+        own = len(arrivals) - bisect.bisect_right(arrivals, now - whole) - self._unordered(now)
+        self._others.append(held - own)
+
     def _unordered(self, now: float) -> int:
         """The job's requests answered just before the carrier (at ``now``), which the server
         may have counted after it: answers a moment apart can be read out of its order."""
         arrivals = self._arrivals
         return max(len(arrivals) - bisect.bisect_left(arrivals, now - _ORDER) - 1, 0)
+
+    def _rolling(self) -> tuple[float, int] | None:
+        """A measured rolling window's length, and the room kept for another client's use
+        beyond what the carrier's window held of it; None until measured.
+
+        Servers count their windows in whole seconds: a bound that reads one (a little
+        long, as it is let loose) is that length. When the latest carriers all held another
+        client's requests in a whole number of seconds under the bound, the bound read long
+        by their share: the window is that length, and room is kept for the most of theirs
+        any of those carriers held. Otherwise the bound is the length, the others' share
+        counted in as if the job's requests stayed in it longer.
+        """
+        length, whole, others = self._length, self._seconds(), self._others
+        if length is None:
+            return None
+        if whole is not None:
+            if len(others) >= _OTHERS_FEWEST and min(others) >= 1:
+                return whole, max(others) - others[-1]
+            if length - whole <= _WHOLE:
+                return whole, 0
+        return length, 0
 
     def _rolling_due(self, grants: Grants, now: float) -> float:
         """When a measured rolling window has room for one more request; -inf if it has now.
@@ -230,16 +295,21 @@ class Budget:
         counted: the one that makes room must have left by the time a new request, sent at
         the quickest latency, is counted.
         """
-        length, limit = self._length, self.limit
-        if length is None or limit is None or self.window is not None:
+        rolling, limit = self._rolling(), self.limit
+        if rolling is None or limit is None or self.window is not None:
             return -math.inf
-        need = (limit - self._left) + self._uncounted(grants, now) + 1 - limit
+        length, kept = rolling
+        need = (limit - self._left) + kept + self._uncounted(grants, now) + 1 - limit
         if need <= 0:
             return -math.inf
         arrivals, carrier = self._arrivals, self._answered
         leaving = bisect.bisect_right(arrivals, carrier - length) + need - 1
         if leaving < len(arrivals) and arrivals[leaving] <= carrier:
-            return arrivals[leaving] + length - min(self._latencies)
+            latencies = self._latencies
+            quickest = min(latencies)
+            spread = max(latencies) - quickest
+            quickest = min(quickest, min(self._quickest, default=quickest))
+            return arrivals[leaving] + length - quickest + _QUICKER * spread
         # room comes with answers still to come, or as another client's requests leave, which
         # no answer foretells: with none in flight, the lanes send one after a moment, to see
         return math.inf if self._in_flight(grants, now) else self._answered + _PROBE
@@ -355,8 +425,9 @@ class Budget:
             # never held still by it, as only answers would tell that it stopped
             shared = even + min(self._refill, 0.0) * (1.0 - _MARGIN)
             return max(shared, min(1.0 / _PROBE, even))
-        if self._length is not None and self.window is None:
-            return self.limit / self._length  # a measured rolling window: due() holds the rest
+        rolling = self._rolling()
+        if rolling is not None and self.window is None:
+            return self.limit / rolling[0]  # a measured rolling window: due() holds the rest
         uncounted = grants.count(self._sent) - 1
         refill = max(self._refill, 0.0)
         left = self._left + refill * (now - self._sent) - uncounted

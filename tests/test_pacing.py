@@ -15,7 +15,9 @@ from simulator import VirtualLoop
 from bulkruns.api import RateLimitInfo
 from bulkruns.errors import ConfigError
 from bulkruns.pace import Lane, Pacer
+from bulkruns.pace.budget import Budget
 from bulkruns.pace.ceiling import Ceiling
+from bulkruns.pace.history import Grants as GrantTimes
 
 pytestmark = pytest.mark.anyio
 
@@ -407,3 +409,25 @@ async def test_a_run_of_echoed_429s_never_paces_the_job_to_a_halt() -> None:
     with anyio.fail_after(60):  # virtual seconds: a halted pacer would wait for ever
         await pacer.acquire("write")
     assert anyio.current_time() - began < 30
+
+
+def test_a_long_rolling_window_read_a_little_short_is_not_taken_a_second_shorter() -> None:
+    # A 10 s window of 100 that a job fills at 10 a second, each request counted 50 ms after
+    # it is sent, its answer back 120 ms later, then from the 20th second 20 ms later. For
+    # the next 10 s the bound on the window's length reads 0.1 s short: taken as 9 s, the
+    # job's last second of requests would look like another client's.
+    budget, grants = Budget(), GrantTimes()
+    lengths = set()
+    for n in range(400):
+        sent = n / 10
+        grants.add(sent)
+        counted = sent + 0.05
+        answered = counted + (0.12 if n < 200 else 0.02)
+        # the requests counted in the 10 s up to this one
+        info = RateLimitInfo(100, 100 - min(n + 1, 100), None)
+        budget.answered(sent=sent, now=answered, counted=True)
+        budget.update(info, sent=sent, now=answered, grants=grants)
+        if (rolling := budget._rolling()) is not None:
+            lengths.add(rolling[0])
+    assert lengths
+    assert min(lengths) > 9.85, sorted(lengths)

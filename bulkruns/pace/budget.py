@@ -12,12 +12,15 @@ less ``Remaining``), it held at most the job's latest ``n``, so the one before t
 and the window is no longer than the time since that one was counted (answers read a
 moment apart may be read out of the order the server counted them in, so those read just
 before the carrier's are not taken to be in its window). Servers count their windows in
-whole seconds: a bound that reads one, or a little over, is that length. Another client's
-requests in the window make the bound read longer: when the latest carriers' windows all
-held requests besides the job's own counted within the whole number of seconds under it,
-they are that client's, the window is that length, and room is kept for the most of theirs
-any of those carriers held. Otherwise the bound is the length, which counts another client's
-requests in as if the job's own stayed longer. Once measured, the window is predicted, not
+whole seconds: a bound within 50 ms of one is that length. Another client's requests in the
+window make the bound read longer: when the latest carriers' windows all held requests
+besides the job's own counted within the whole number of seconds under it (or up to a tenth
+over it, as the bound can read short when the answers' way back quickens), they are that
+client's, the window is that length, and room is kept for the most of theirs any of those
+carriers held. Otherwise the bound is the length, which counts another client's requests in
+as if the job's own stayed longer (a window that is not a whole number of seconds is taken
+for the whole number under it, and the job's own requests beyond it for another client's:
+right while the job's pace holds). Once measured, the window is predicted, not
 averaged: it holds what the carrier's held, plus the job's requests counted since and those
 in flight, less the job's requests that have left it since. When that leaves no room, the
 lanes wait until the request that makes room has left by the time one sent then, at the
@@ -94,6 +97,7 @@ _OTHERS = 16
 _OTHERS_FEWEST = 2
 _ORDER = 0.002  # seconds: answers read closer together may be out of the server's order
 _WHOLE = 0.05  # seconds a rolling window's bound may read off a whole number and be it
+_SHORT = 0.1  # of a rolling window's bound: how much short of a whole number it may read
 
 
 class Budget:
@@ -108,6 +112,7 @@ class Budget:
         "_measured",
         "_noted",
         "_others",
+        "_others_in",
         "_phase",
         "_quickest",
         "_quiet",
@@ -147,6 +152,7 @@ class Budget:
         # the latest carriers' count of another client's requests in a rolling window of a
         # whole number of seconds: what each held, less the job's own counted within it
         self._others: deque[int] = deque(maxlen=_OTHERS)
+        self._others_in: float | None = None  # the whole number of seconds they are counted in
         self._whole = -math.inf  # when the window last came back whole between two answers
 
     @property
@@ -243,21 +249,27 @@ class Budget:
 
     def _seconds(self) -> float | None:
         """The whole number of seconds a rolling window's measured bound reads, or reads
-        above (another client's requests make it read long); None under a second."""
-        if self._length is None or self._length < 1.0 - _WHOLE:
+        above (another client's requests make it read long); None under a second. The bound
+        can read short, by as much as the answers' way back quickened since the request it is
+        measured from, and a second too few would take a second's worth of the job's own
+        requests for another client's: so a bound up to a tenth short is read as the whole
+        number above it."""
+        length = self._length
+        if length is None:
             return None
-        return float(math.floor(self._length + _WHOLE))
+        tolerance = max(_WHOLE, _SHORT * length)
+        return float(math.floor(length + tolerance)) if length + tolerance >= 1.0 else None
 
     def _count_others(self, held: int, now: float) -> None:
         # what the carrier's window held, less the job's own requests counted within that
         # whole number of seconds: another client's, if the window is that long
         whole = self._seconds()
-        if whole is None:
-            self._others.clear()
-            return
-        arrivals = self._arrivals
-        own = len(arrivals) - bisect.bisect_right(arrivals, now - whole) - self._unordered(now)
-        self._others.append(held - own)
+        if whole != self._others_in:
+            self._others.clear()  # counts within another length tell nothing of this one
+            self._others_in = whole
+        if whole is not None:
+            arrivals = self._arrivals
+            self._others.append(held - (len(arrivals) - bisect.bisect_right(arrivals, now - whole)))
 
     def _unordered(self, now: float) -> int:
         """The job's requests answered just before the carrier (at ``now``), which the server
@@ -269,20 +281,20 @@ class Budget:
         """A measured rolling window's length, and the room kept for another client's use
         beyond what the carrier's window held of it; None until measured.
 
-        Servers count their windows in whole seconds: a bound that reads one (a little
-        long, as it is let loose) is that length. When the latest carriers all held another
-        client's requests in a whole number of seconds under the bound, the bound read long
-        by their share: the window is that length, and room is kept for the most of theirs
-        any of those carriers held. Otherwise the bound is the length, the others' share
-        counted in as if the job's requests stayed in it longer.
+        Servers count their windows in whole seconds: a bound within 50 ms of one is that
+        length. When the latest carriers all held another client's requests in the whole
+        number of seconds :meth:`_seconds` gives, the bound read long by their share: the
+        window is that length, and room is kept for the most of theirs any of those carriers
+        held. Otherwise the bound is the length, the others' share counted in as if the
+        job's requests stayed in it longer.
         """
         length, whole, others = self._length, self._seconds(), self._others
         if length is None:
             return None
         if whole is not None:
-            if len(others) >= _OTHERS_FEWEST and min(others) >= 1:
+            if whole == self._others_in and len(others) >= _OTHERS_FEWEST and min(others) >= 1:
                 return whole, max(others) - others[-1]
-            if length - whole <= _WHOLE:
+            if abs(length - whole) <= _WHOLE:
                 return whole, 0
         return length, 0
 

@@ -317,14 +317,16 @@ class Budget:
         arrivals, carrier = self._arrivals, self._answered
         leaving = bisect.bisect_right(arrivals, carrier - length) + need - 1
         if leaving < len(arrivals) and arrivals[leaving] <= carrier:
-            latencies = self._latencies
-            quickest = min(latencies)
-            spread = max(latencies) - quickest
+            quickest = min(self._latencies)
             quickest = min(quickest, min(self._quickest, default=quickest))
-            return arrivals[leaving] + length - quickest + _QUICKER * spread
+            return arrivals[leaving] + length - quickest + _QUICKER * self._spread()
         # room comes with answers still to come, or as another client's requests leave, which
         # no answer foretells: with none in flight, the lanes send one after a moment, to see
         return math.inf if self._in_flight(grants, now) else self._answered + _PROBE
+
+    def _spread(self) -> float:
+        """How much slower than the quickest of the latest answers the slowest was."""
+        return max(self._latencies) - min(self._latencies)
 
     def _uncounted(self, grants: Grants, now: float) -> int:
         """The job's requests the carrier's ``Remaining`` did not count: those counted after
@@ -345,7 +347,7 @@ class Budget:
         # rolling window can come back whole too, after a quiet spell, but not steadily); each
         # later one in step refines it.
         resets, window = self._resets, self.window
-        slack = max(self._latencies) - min(self._latencies)
+        slack = self._spread()
         if window is not None:
             k = round((when - self._phase) / window)
             if after - slack - 0.1 * window <= self._phase + k * window <= when + 0.1 * window:
@@ -407,7 +409,7 @@ class Budget:
         window = self.window
         # an answer slower than the rest by a tenth of the window (a stalled request) is not
         # jitter a window's edge can be kept from
-        spread = min(max(self._latencies) - min(self._latencies), _SPREAD * window)
+        spread = min(self._spread(), _SPREAD * window)
         # another client's use, at the rate the carriers saw it, until a request sent now counts
         others = max(-self._refill, 0.0) * (now + max(self._latencies) - self._answered)
         if self._left - self._uncounted(grants, now) - others > _RESERVE:

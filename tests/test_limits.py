@@ -96,6 +96,28 @@ def test_429s_for_requests_that_left_before_the_refused_one_come_off_the_ceiling
     assert ceiling.value == 98
 
 
+def test_requests_that_left_after_the_refused_one_but_were_let_through_count_toward_it() -> None:
+    # 50 in 0.2 s, the 47th refused: three that left after it arrived first (jitter reorders
+    # them) and were let through; the server's window held them, so the ceiling counts them
+    grants, ceiling = Grants(), Ceiling()
+    sends = [i / 250 for i in range(50)]
+    for sent in sends:
+        grants.add(sent)
+    refused = sends[46]
+    for sent in sends[:46] + sends[47:]:
+        ceiling.accepted(grants, sent)
+    ceiling.throttled(grants, sent=refused, floor=1.0)
+    assert ceiling.value == 49  # 46 before it and 3 after, as the server's second held
+    # answers that come after its 429 were counted after it: they are not added
+    later = Ceiling()
+    for sent in sends[:46]:
+        later.accepted(grants, sent)
+    later.throttled(grants, sent=refused, floor=1.0)
+    for sent in sends[47:]:
+        later.accepted(grants, sent)
+    assert later.value == 46
+
+
 def test_a_429_met_while_climbing_confirms_the_ceiling_and_slows_the_next_climb() -> None:
     grants, ceiling = learnt(100, resume=2.0)
     # climbing from 62 s; at 72 s, 10 % over the plateau, the limit is met where it was

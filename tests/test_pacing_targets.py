@@ -122,6 +122,18 @@ async def test_told_too_much_it_finds_the_limit_in_one_run_of_429s(
     assert ceiling == pytest.approx(shape.allowed, rel=0.05)  # what the server left, found
 
 
+@pytest.mark.parametrize(("limit", "rate"), [(50, 300.0), (200, 400.0)], ids=["6x", "2x"])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+async def test_told_too_much_the_first_429_shows_the_whole_limit(
+    limit: int, rate: float, seed: int
+) -> None:
+    # the requests sent just after the refused one may arrive first and be let through: the
+    # server's window held them, so the ceiling is the limit, not a few requests under it
+    shape = Shape(limit=limit, penalty=2.0)
+    outcome = await simulate(shape, rate=rate, seconds=30.0, seed=seed)  # ends on the plateau
+    assert outcome.pacer.ceiling == shape.allowed
+
+
 @pytest.mark.parametrize(
     "shape",
     [

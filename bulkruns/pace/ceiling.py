@@ -3,11 +3,14 @@
 Tallyfy does not say its limit (its figures disagree, a user's budget is shared with their
 other integrations, and an edge proxy has limits of its own), so a 429 is the evidence: it
 came when the server's window held one request too many. The **ceiling** is the rate the
-requests left at over that window, up to the refused one. After the pause the pace comes back
-below it, ramping up from half, and stays there (a **plateau**). Only after the plateau does
-it climb above, slowly, to find out whether more has become available: a 429 met while
-climbing confirms the ceiling and makes the next plateau twice as long and the next climb
-half as steep (CUBIC's plateau, with a memory of how often the limit was found there).
+requests left at over that window, up to the refused one; those that left after it but were
+let through before its 429 came back count too (the network's jitter reordered them: they
+arrived first), and those that left before it but were refused do not. After the pause the
+pace comes back below it, ramping up from half, and stays there (a **plateau**). Only after
+the plateau does it climb above, slowly, to find out whether more has become available: a
+429 met while climbing confirms the ceiling and makes the next plateau twice as long and the
+next climb half as steep (CUBIC's plateau, with a memory of how often the limit was found
+there).
 
 The server's window is unknown: Tallyfy's are a second's worth or a few seconds (``~12 per
 5 s``, ``~140 per 10 s``) or a minute. A 429 is measured over 1, 5, 10 and 60 seconds before
@@ -22,6 +25,7 @@ would.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from bulkruns.pace.history import Grants
 
@@ -32,6 +36,9 @@ _CUT = 0.04  # a 429 that no window explains cuts the ceiling by this share, the
 _SPARE = 0.5  # requests a window kept spare besides the margin, against latency jitter
 _RULED_OUT = 0.9  # a window is ruled out when over a tenth more was accepted over it before
 _EVIDENCE = 3  # a window holding fewer of the job's requests says nothing about the limit
+# the latest accepted answers whose grant times are kept, to count those that left after a
+# refused one and arrived before it (at 2,000 a second, those of 128 ms)
+_AHEAD = 256
 
 
 class Ceiling:
@@ -47,6 +54,7 @@ class Ceiling:
     """
 
     __slots__ = (
+        "_accepted",
         "_floor",
         "_measured",
         "_peaks",
@@ -81,6 +89,7 @@ class Ceiling:
         self._peaks = [0] * len(_HORIZONS)  # the most requests accepted over each window
         self._measured: tuple[float, float] | None = None  # the latest measure: when, over what
         self._floor = 0.0  # the lowest the ceiling may go, as the latest 429 said it
+        self._accepted: deque[float] = deque(maxlen=_AHEAD)  # the latest accepted, by grant
 
     def pace(self, now: float) -> float:
         """The rate to aim at, at ``now``: unlimited until a 429 has set a ceiling."""
@@ -124,6 +133,7 @@ class Ceiling:
 
     def accepted(self, grants: Grants, sent: float) -> None:
         """A request granted at ``sent`` was not refused: raise the peaks it reached."""
+        self._accepted.append(sent)
         for i, horizon in enumerate(_HORIZONS):
             self._peaks[i] = max(self._peaks[i], grants.count(sent - horizon, sent + 1e-9))
 
@@ -137,7 +147,10 @@ class Ceiling:
         """
         self._floor = floor
         value = self.value
-        recent = grants.count(sent - 1.0, sent)
+        # requests granted after the refused one, let through and answered before it: they
+        # arrived first (the network's jitter reorders them), and the server counted them
+        ahead = sum(1 for each in self._accepted if each > sent)
+        recent = grants.count(sent - 1.0, sent) + ahead
         if value is not None and recent >= _EVIDENCE and self.pace(sent) > self._plateau(value):
             # met while climbing: found again where it was (climb less next time), or higher
             self.strikes = self.strikes + 1 if recent <= value * (1.0 + self.margin) else 0
@@ -148,7 +161,8 @@ class Ceiling:
             (count / horizon, horizon)
             for horizon, peak in zip(_HORIZONS, self._peaks, strict=True)
             if horizon == 1.0 or sent - horizon >= grants.began
-            if (count := grants.count(sent - horizon, sent)) >= max(_EVIDENCE, _RULED_OUT * peak)
+            if (count := grants.count(sent - horizon, sent) + ahead)
+            >= max(_EVIDENCE, _RULED_OUT * peak)
         ]
         self._measured = None
         if windows and (value is None or windows[0][0] < _RULED_OUT * value):

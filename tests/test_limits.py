@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 
 import pytest
 
@@ -14,6 +15,7 @@ from bulkruns.pace.ceiling import Ceiling
 from bulkruns.pace.history import KEEP, Grants
 
 MARGIN = Ceiling().margin
+LATENCY = 0.03  # seconds from a grant to its answer
 
 
 def steady(
@@ -24,7 +26,7 @@ def steady(
     for i in range(count):
         grants.add(start + i / rate)
         if ceiling is not None:
-            ceiling.accepted(grants, start + i / rate)
+            ceiling.accepted(grants, start + i / rate, start + i / rate + LATENCY)
 
 
 def learnt(rate: float, *, resume: float) -> tuple[Grants, Ceiling]:
@@ -97,25 +99,32 @@ def test_429s_for_requests_that_left_before_the_refused_one_come_off_the_ceiling
 
 
 def test_requests_that_left_after_the_refused_one_but_were_let_through_count_toward_it() -> None:
-    # 50 in 0.2 s, the 47th refused: three that left after it arrived first (jitter reorders
-    # them) and were let through; the server's window held them, so the ceiling counts them
-    grants, ceiling = Grants(), Ceiling()
-    sends = [i / 250 for i in range(50)]
-    for sent in sends:
-        grants.add(sent)
+    # 4 ms apart, the 47th refused; the answers take 20 or 50 ms, so jitter can put those
+    # that left up to 30 ms after it ahead of it
+    sends = [i / 250 for i in range(60)]
     refused = sends[46]
-    for sent in sends[:46] + sends[47:]:
-        ceiling.accepted(grants, sent)
-    ceiling.throttled(grants, sent=refused, floor=1.0)
-    assert ceiling.value == 49  # 46 before it and 3 after, as the server's second held
+
+    def taught(accepted: list[float], *, after: Sequence[float] = ()) -> float:
+        grants, ceiling = Grants(), Ceiling()
+        for sent in sends:
+            grants.add(sent)
+        for i, sent in enumerate(accepted):
+            ceiling.accepted(grants, sent, sent + 0.02 + 0.03 * (i % 2))
+        ceiling.throttled(grants, sent=refused, floor=1.0)
+        for sent in after:
+            ceiling.accepted(grants, sent, sent + 0.05)
+        assert ceiling.value is not None
+        return ceiling.value
+
+    # three that left after it arrived first and were let through: the server's second held
+    # them, so the ceiling counts them
+    assert taught(sends[:46] + sends[47:50]) == 49
     # answers that come after its 429 were counted after it: they are not added
-    later = Ceiling()
-    for sent in sends[:46]:
-        later.accepted(grants, sent)
-    later.throttled(grants, sent=refused, floor=1.0)
-    for sent in sends[47:]:
-        later.accepted(grants, sent)
-    assert later.value == 46
+    assert taught(sends[:46], after=sends[47:50]) == 46
+    # it stalled, and eleven that left after it were let through before its 429 came: the
+    # seven that left within the spread (30 ms) of it may have arrived first and count; the
+    # four that left later arrived after it, and do not
+    assert taught(sends[:46] + sends[47:58]) == 46 + 7
 
 
 def test_a_429_met_while_climbing_confirms_the_ceiling_and_slows_the_next_climb() -> None:
@@ -177,7 +186,7 @@ def test_a_longer_window_explains_a_429_after_a_pause_and_must_drain() -> None:
     steady(grants, 400, 0.0, 5.0)
     ceiling.throttled(grants, sent=5.0, floor=1.0)
     assert (ceiling.value, ceiling.window) == (400, 1.0)
-    ceiling.accepted(grants, 4.99)
+    ceiling.accepted(grants, 4.99, 4.99 + LATENCY)
     ceiling.resume(10.0)
     steady(grants, 200, 10.0, 10.2)
     ceiling.throttled(grants, sent=10.2, floor=1.0)

@@ -24,6 +24,7 @@ would.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 
@@ -36,9 +37,10 @@ _CUT = 0.04  # a 429 that no window explains cuts the ceiling by this share, the
 _SPARE = 0.5  # requests a window kept spare besides the margin, against latency jitter
 _RULED_OUT = 0.9  # a window is ruled out when over a tenth more was accepted over it before
 _EVIDENCE = 3  # a window holding fewer of the job's requests says nothing about the limit
-# the latest accepted answers whose grant times are kept, to count those that left after a
-# refused one and arrived before it (at 2,000 a second, those of 128 ms)
+# the latest accepted answers whose grant times and latencies are kept, to count those that
+# left after a refused one and arrived before it (at 2,000 a second, those of 128 ms)
 _AHEAD = 256
+_LATENCIES = 32  # of those, the latest whose latencies give their spread
 
 
 class Ceiling:
@@ -89,7 +91,8 @@ class Ceiling:
         self._peaks = [0] * len(_HORIZONS)  # the most requests accepted over each window
         self._measured: tuple[float, float] | None = None  # the latest measure: when, over what
         self._floor = 0.0  # the lowest the ceiling may go, as the latest 429 said it
-        self._accepted: deque[float] = deque(maxlen=_AHEAD)  # the latest accepted, by grant
+        # the latest accepted: when each was granted, and its latency
+        self._accepted: deque[tuple[float, float]] = deque(maxlen=_AHEAD)
 
     def pace(self, now: float) -> float:
         """The rate to aim at, at ``now``: unlimited until a 429 has set a ceiling."""
@@ -131,9 +134,10 @@ class Ceiling:
                 # never under the floor: a run of echoes must not pace the job to a halt
                 self.value = max(self._floor, self.value - 1.0 / horizon)
 
-    def accepted(self, grants: Grants, sent: float) -> None:
-        """A request granted at ``sent`` was not refused: raise the peaks it reached."""
-        self._accepted.append(sent)
+    def accepted(self, grants: Grants, sent: float, now: float) -> None:
+        """A request granted at ``sent`` was not refused, as its answer said at ``now``:
+        raise the peaks it reached."""
+        self._accepted.append((sent, now - sent))
         for i, horizon in enumerate(_HORIZONS):
             self._peaks[i] = max(self._peaks[i], grants.count(sent - horizon, sent + 1e-9))
 
@@ -147,9 +151,7 @@ class Ceiling:
         """
         self._floor = floor
         value = self.value
-        # requests granted after the refused one, let through and answered before it: they
-        # arrived first (the network's jitter reorders them), and the server counted them
-        ahead = sum(1 for each in self._accepted if each > sent)
+        ahead = self._ahead(sent)
         recent = grants.count(sent - 1.0, sent) + ahead
         if value is not None and recent >= _EVIDENCE and self.pace(sent) > self._plateau(value):
             # met while climbing: found again where it was (climb less next time), or higher
@@ -176,3 +178,13 @@ class Ceiling:
             # that a long window has not drained.)
             self.cuts += 1
             self.value = max(floor, value * (1.0 - min(0.5, _CUT * 2.0**self.cuts)))
+
+    def _ahead(self, sent: float) -> int:
+        """The requests granted after the one refused at ``sent`` that were let through and
+        answered before its 429: the server counted them, as they arrived first. Jitter
+        reorders requests by up to the latencies' spread: one granted later than that arrived
+        after it, unless the refused one stalled, and then what the server's window held is
+        unknown, and the job's own pace before it stands for it."""
+        latest = [latency for _, latency in itertools.islice(reversed(self._accepted), _LATENCIES)]
+        spread = max(latest) - min(latest) if latest else 0.0
+        return sum(1 for each, _ in self._accepted if sent < each <= sent + spread)

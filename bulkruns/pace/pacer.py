@@ -155,7 +155,7 @@ class Pacer:
         sent, judge = now if sent is None else sent, self._judge(lane)
         judge.streak = 0
         if self._rate:
-            judge.ceiling.accepted(judge.grants, sent)
+            judge.ceiling.accepted(judge.grants, sent, now)
         self._budget.answered(sent=sent, now=now, counted=True)
         if info is not None and lane == "write":
             self._budget.update(info, sent=sent, now=now, grants=self._total.grants)

@@ -13,8 +13,8 @@ import pytest
 from simulator import VirtualLoop
 
 from bulkruns.api import RateLimitInfo
-from bulkruns.errors import ConfigError
-from bulkruns.pace import Lane, Pacer
+from bulkruns.errors import ConfigError, RateLimited, TransportError
+from bulkruns.pace import Lane, Pacer, RetryPolicy, send_paced
 from bulkruns.pace.budget import Budget
 from bulkruns.pace.ceiling import Ceiling
 from bulkruns.pace.history import Grants as GrantTimes
@@ -318,6 +318,33 @@ async def test_unpaced_does_not_wait_but_honours_a_pause() -> None:
 
 
 # -- learning from the server ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("fate", "ceiling"), [("answered", 49.0), ("lost", 46.0)])
+async def test_only_an_answer_shows_a_request_left_after_a_refused_one_was_let_through(
+    fate: str, ceiling: float
+) -> None:
+    # 250 a second, the 47th refused and its 429 back in 35 ms; the three after it are done
+    # in 20 ms, the others in 20 or 50: those three arrived first and, when the server
+    # answered them, count toward its window. A transport error is no answer: unknown.
+    pacer, calls = paced(250), itertools.count()
+
+    async def request() -> None:
+        i = next(calls)
+        if i == 46:
+            await anyio.sleep(0.035)
+            raise RateLimited(429, "Too Many Attempts.", retry_after=2.0)
+        await anyio.sleep(0.02 if i % 2 == 0 or 47 <= i <= 49 else 0.05)
+        if 47 <= i <= 49 and fate == "lost":
+            raise TransportError("connection reset", sent=True)
+
+    async def item() -> None:
+        await send_paced(request, pacer, RetryPolicy(), lane="write")
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(60):
+            tg.start_soon(item)
+    assert pacer.ceiling == ceiling
 
 
 async def test_a_run_of_429s_teaches_once_and_the_pace_comes_back_under_it() -> None:

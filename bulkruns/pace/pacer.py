@@ -142,7 +142,12 @@ class Pacer:
         return now
 
     def succeeded(
-        self, lane: Lane, info: RateLimitInfo | None = None, *, sent: float | None = None
+        self,
+        lane: Lane,
+        info: RateLimitInfo | None = None,
+        *,
+        sent: float | None = None,
+        answered: bool = True,
     ) -> None:
         """Record an answer that was not a 429 (an error's too), and read its numbers.
 
@@ -150,11 +155,13 @@ class Pacer:
             lane: the request's lane.
             info: the answer's ``X-RateLimit-*`` headers (a change's are paced by).
             sent: when the request was granted (what :meth:`acquire` returned); now if None.
+            answered: False for a request that got no answer (a transport error): whether
+                the server let it through is unknown, and its wait is no latency.
         """
         now = self._clock()
         sent, judge = now if sent is None else sent, self._judge(lane)
         judge.streak = 0
-        if self._rate:
+        if self._rate and answered:
             judge.ceiling.accepted(judge.grants, sent, now)
         self._budget.answered(sent=sent, now=now, counted=True)
         if info is not None and lane == "write":

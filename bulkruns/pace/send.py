@@ -85,7 +85,10 @@ async def send_paced(
                 ) from exc
             continue  # the next acquire waits out the pause
         except (APIError, TransportError) as exc:
-            pacer.succeeded(lane, exc.rate_limit if isinstance(exc, APIError) else None, sent=sent)
+            if isinstance(exc, APIError):
+                pacer.succeeded(lane, exc.rate_limit, sent=sent)
+            else:
+                pacer.succeeded(lane, sent=sent, answered=False)
             if outcome_unknown(exc):
                 tries.unknown = True
             failures += 1

@@ -121,9 +121,9 @@ def test_requests_that_left_after_the_refused_one_but_were_let_through_count_tow
     assert taught(sends[:46] + sends[47:50]) == 49
     # answers that come after its 429 were counted after it: they are not added
     assert taught(sends[:46], after=sends[47:50]) == 46
-    # it stalled, and eleven that left after it were let through before its 429 came: the
-    # seven that left within the spread (30 ms) of it may have arrived first and count; the
-    # four that left later arrived after it, and do not
+    # it stalled, slower than every recent answer, and eleven that left after it were let
+    # through before its 429 came: the seven that left within the spread (30 ms) of it count;
+    # the four that left later would have arrived after it on any usual trip, and do not
     assert taught(sends[:46] + sends[47:58]) == 46 + 7
 
 

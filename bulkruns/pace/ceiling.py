@@ -3,14 +3,14 @@
 Tallyfy does not say its limit (its figures disagree, a user's budget is shared with their
 other integrations, and an edge proxy has limits of its own), so a 429 is the evidence: it
 came when the server's window held one request too many. The **ceiling** is the rate the
-requests left at over that window, up to the refused one; those that left after it but were
-let through before its 429 came back count too (the network's jitter reordered them: they
-arrived first), and those that left before it but were refused do not. After the pause the
-pace comes back below it, ramping up from half, and stays there (a **plateau**). Only after
-the plateau does it climb above, slowly, to find out whether more has become available: a
-429 met while climbing confirms the ceiling and makes the next plateau twice as long and the
-next climb half as steep (CUBIC's plateau, with a memory of how often the limit was found
-there).
+requests left at over that window, up to the refused one; those that left after it and were
+answered before its 429 came back count too (the network's jitter let them arrive first),
+within the latencies' spread after it, and those that left before it but were refused do not.
+After the pause the pace comes back below it, ramping up from half, and stays there (a
+**plateau**). Only after the plateau does it climb above, slowly, to find out whether more
+has become available: a 429 met while climbing confirms the ceiling and makes the next
+plateau twice as long and the next climb half as steep (CUBIC's plateau, with a memory of
+how often the limit was found there).
 
 The server's window is unknown: Tallyfy's are a second's worth or a few seconds (``~12 per
 5 s``, ``~140 per 10 s``) or a minute. A 429 is measured over 1, 5, 10 and 60 seconds before
@@ -135,8 +135,8 @@ class Ceiling:
                 self.value = max(self._floor, self.value - 1.0 / horizon)
 
     def accepted(self, grants: Grants, sent: float, now: float) -> None:
-        """A request granted at ``sent`` was not refused, as its answer said at ``now``:
-        raise the peaks it reached."""
+        """A request granted at ``sent`` was answered at ``now``, and not refused: raise the
+        peaks it reached, and keep when it left and its latency."""
         self._accepted.append((sent, now - sent))
         for i, horizon in enumerate(_HORIZONS):
             self._peaks[i] = max(self._peaks[i], grants.count(sent - horizon, sent + 1e-9))
@@ -180,11 +180,15 @@ class Ceiling:
             self.value = max(floor, value * (1.0 - min(0.5, _CUT * 2.0**self.cuts)))
 
     def _ahead(self, sent: float) -> int:
-        """The requests granted after the one refused at ``sent`` that were let through and
-        answered before its 429: the server counted them, as they arrived first. Jitter
-        reorders requests by up to the latencies' spread: one granted later than that arrived
-        after it, unless the refused one stalled, and then what the server's window held is
-        unknown, and the job's own pace before it stands for it."""
+        """The requests granted after the one refused at ``sent`` and answered, let through,
+        before its 429 came back: they arrived first, and the server counted them.
+
+        One answered that soon left less than the refused one's latency after it, so the
+        bound here, the latencies' spread, holds back only when the refused one was slower
+        than every recent answer (it stalled): those sent later than the spread after it
+        would have arrived after it on any usual trip, and counting them would read a
+        stall's worth of the job's pace as the server's limit.
+        """
         latest = [latency for _, latency in itertools.islice(reversed(self._accepted), _LATENCIES)]
         spread = max(latest) - min(latest) if latest else 0.0
         return sum(1 for each, _ in self._accepted if sent < each <= sent + spread)

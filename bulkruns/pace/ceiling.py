@@ -24,7 +24,6 @@ would.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections import deque
 
@@ -37,10 +36,10 @@ _CUT = 0.04  # a 429 that no window explains cuts the ceiling by this share, the
 _SPARE = 0.5  # requests a window kept spare besides the margin, against latency jitter
 _RULED_OUT = 0.9  # a window is ruled out when over a tenth more was accepted over it before
 _EVIDENCE = 3  # a window holding fewer of the job's requests says nothing about the limit
-# the latest accepted answers whose grant times and latencies are kept, to count those that
-# left after a refused one and arrived before it (at 2,000 a second, those of 128 ms)
+# the latest accepted answers whose grant times are kept, to count those that left after a
+# refused one and arrived before it (at 2,000 a second, those of 128 ms)
 _AHEAD = 256
-_LATENCIES = 32  # of those, the latest whose latencies give their spread
+_LATENCIES = 32  # the latest accepted answers whose latencies give their spread
 
 
 class Ceiling:
@@ -58,6 +57,7 @@ class Ceiling:
     __slots__ = (
         "_accepted",
         "_floor",
+        "_latencies",
         "_measured",
         "_peaks",
         "_since",
@@ -91,8 +91,8 @@ class Ceiling:
         self._peaks = [0] * len(_HORIZONS)  # the most requests accepted over each window
         self._measured: tuple[float, float] | None = None  # the latest measure: when, over what
         self._floor = 0.0  # the lowest the ceiling may go, as the latest 429 said it
-        # the latest accepted: when each was granted, and its latency
-        self._accepted: deque[tuple[float, float]] = deque(maxlen=_AHEAD)
+        self._accepted: deque[float] = deque(maxlen=_AHEAD)  # the latest accepted, by grant
+        self._latencies: deque[float] = deque(maxlen=_LATENCIES)  # of the latest accepted
 
     def pace(self, now: float) -> float:
         """The rate to aim at, at ``now``: unlimited until a 429 has set a ceiling."""
@@ -137,7 +137,8 @@ class Ceiling:
     def accepted(self, grants: Grants, sent: float, now: float) -> None:
         """A request granted at ``sent`` was answered at ``now``, and not refused: raise the
         peaks it reached, and keep when it left and its latency."""
-        self._accepted.append((sent, now - sent))
+        self._accepted.append(sent)
+        self._latencies.append(now - sent)
         for i, horizon in enumerate(_HORIZONS):
             self._peaks[i] = max(self._peaks[i], grants.count(sent - horizon, sent + 1e-9))
 
@@ -189,6 +190,6 @@ class Ceiling:
         would have arrived after it on any usual trip, and counting them would read a
         stall's worth of the job's pace as the server's limit.
         """
-        latest = [latency for _, latency in itertools.islice(reversed(self._accepted), _LATENCIES)]
-        spread = max(latest) - min(latest) if latest else 0.0
-        return sum(1 for each, _ in self._accepted if sent < each <= sent + spread)
+        latencies = self._latencies
+        spread = max(latencies) - min(latencies) if latencies else 0.0
+        return sum(1 for each in self._accepted if sent < each <= sent + spread)

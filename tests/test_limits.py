@@ -13,6 +13,7 @@ from bulkruns.api import RateLimitInfo
 from bulkruns.pace.budget import Budget
 from bulkruns.pace.ceiling import Ceiling
 from bulkruns.pace.history import KEEP, Grants
+from bulkruns.pace.rolling import RollingWindow
 
 MARGIN = Ceiling().margin
 LATENCY = 0.03  # seconds from a grant to its answer
@@ -302,6 +303,22 @@ def test_a_rolling_window_is_measured_by_the_jobs_own_requests_leaving_it() -> N
     assert budget.due(grants, 2.86) == math.inf
     # requests lost on the way are not waited for once their answers are overdue
     assert budget.due(grants, 5.0) == -math.inf
+
+
+def test_a_window_read_long_holds_no_more_of_the_jobs_requests_than_its_carrier_said() -> None:
+    # the length is a bound let loose slowly, and can read long: 1.11 s of a one-second window
+    # takes in a request that has left it, the one counted at 9.168; the carrier's window held
+    # 9, the latest 9, so the first to leave is the one counted at 9.408 (taken for the first,
+    # the one at 9.168, it would foresee room a request too soon)
+    rolling = RollingWindow()
+    counted = [9.168, 9.408, 9.418, 9.554, 9.652, 9.801, 9.809, 10.014, 10.033, 10.257]
+    for when in counted:
+        rolling.counted(when, 10)
+    rolling.length = 1.11
+    assert rolling.leaves(1, 10.257, 9) == pytest.approx(9.408 + 1.11)
+    assert rolling.leaves(2, 10.257, 9) == pytest.approx(9.418 + 1.11)
+    # a window that held more than the job's own in it leaves them as the length places them
+    assert rolling.leaves(1, 10.257, 10) == pytest.approx(9.168 + 1.11)
 
 
 def test_a_fixed_windows_reset_tells_no_rolling_length() -> None:

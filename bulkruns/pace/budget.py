@@ -200,10 +200,11 @@ class Budget:
         rolling, limit = self._rolling, self.limit
         if rolling.length is None or limit is None or self.window is not None:
             return -math.inf
-        need = (limit - self._left) + rolling.kept + self._uncounted(grants, now) + 1 - limit
+        held = limit - self._left
+        need = held + rolling.kept + self._uncounted(grants, now) + 1 - limit
         if need <= 0:
             return -math.inf
-        leaves = rolling.leaves(need, self._answered)
+        leaves = rolling.leaves(need, self._answered, held)
         if leaves is not None:
             quickest = min(self._latencies)
             quickest = min(quickest, min(self._quickest, default=quickest))

@@ -110,15 +110,17 @@ class RollingWindow:
             elif abs(bound - whole) <= _WHOLE:
                 self.length = whole
 
-    def leaves(self, need: int, carrier: float) -> float | None:
+    def leaves(self, need: int, carrier: float, held: int) -> float | None:
         """When the ``need``-th of the job's requests in the carrier's window (its answer read
-        at ``carrier``) leaves it; None when that one was not yet counted by then."""
+        at ``carrier``, the window holding ``held``) leaves it; None when that one was not yet
+        counted by then."""
         arrivals, length = self._arrivals, self.length
         assert length is not None
-        leaving = bisect.bisect_right(arrivals, carrier - length) + need - 1
-        if leaving < len(arrivals) and arrivals[leaving] <= carrier:
-            return arrivals[leaving] + length
-        return None
+        upto = bisect.bisect_right(arrivals, carrier)
+        # the job's requests counted within a length of the carrier, and no more than its window
+        # held: a length read long (a bound let loose) takes in requests that have left
+        leaving = max(bisect.bisect_right(arrivals, carrier - length), upto - held) + need - 1
+        return arrivals[leaving] + length if leaving < upto else None
 
     def _bound_by(self, held: int, now: float) -> None:
         # Had all ``held`` been the job's, the one before them had left the window by the

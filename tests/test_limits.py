@@ -210,20 +210,28 @@ def test_no_numbers_no_limit() -> None:
     assert (budget.pace(0.2, Grants()), budget.allowed) == (math.inf, None)
 
 
+def answer(budget: Budget, grants: Grants, info: RateLimitInfo, *, sent: float, now: float) -> None:
+    """An answer with numbers, noted then read, as the pacer does."""
+    budget.answered(sent=sent, now=now, counted=True)
+    budget.update(info, sent=sent, now=now, grants=grants)
+
+
 def test_what_is_left_less_what_is_in_flight_holds_the_lane() -> None:
     budget, grants = Budget(), Grants()
     for sent in (0.0, 0.1, 0.2, 0.3):
         grants.add(sent)
-    budget.update(RateLimitInfo(10, 3), sent=0.1, now=0.35, grants=grants)
+    answer(budget, grants, RateLimitInfo(10, 3), sent=0.1, now=0.35)
     # three left when the second arrived; two more left since: one left, the reserve
     assert budget.pace(0.35, grants) == 0.0
-    budget.update(RateLimitInfo(10, 2), sent=0.2, now=0.4, grants=grants)
-    budget.update(RateLimitInfo(10, 1), sent=0.3, now=0.45, grants=grants)
+    answer(budget, grants, RateLimitInfo(10, 2), sent=0.2, now=0.4)
+    answer(budget, grants, RateLimitInfo(10, 1), sent=0.3, now=0.45)
     assert budget.pace(0.5, grants) == 0.0
-    # held with nothing in flight, it sends one request after a moment, to see
+    # held with nothing sent since the carrier still in flight, it sends one request after a
+    # moment, to see (the first request's answer is late, but it left before the carrier,
+    # whose count most likely holds it)
     assert budget.pace(0.45 + 0.3, grants) == math.inf
     # an older request's answer, coming late, changes nothing
-    budget.update(RateLimitInfo(10, 9), sent=0.0, now=0.8, grants=grants)
+    answer(budget, grants, RateLimitInfo(10, 9), sent=0.0, now=0.8)
     assert budget.pace(0.5, grants) == 0.0
 
 
@@ -234,6 +242,20 @@ def test_a_lane_held_by_answers_without_numbers_probes_once_its_numbers_are_stal
     grants.add(0.3)  # its answer never comes with numbers: a timeout, an edge's 502
     assert budget.pace(1.0, grants) == 0.0  # in flight, perhaps: held
     assert budget.pace(2.1, grants) == 4.0  # stale: one request every quarter second
+
+
+def test_a_held_lane_probes_though_a_request_sent_since_came_back_without_numbers() -> None:
+    # a GET's numbers are not read: once it is answered, nothing is in flight, and a lane held
+    # by a window with only the reserve left sends one request after a moment, to see, rather
+    # than wait until the numbers it has are stale
+    budget, grants = Budget(), Grants()
+    grants.add(0.0)
+    answer(budget, grants, RateLimitInfo(10, 1), sent=0.0, now=0.05)
+    grants.add(0.1)  # a GET
+    assert budget.pace(0.12, grants) == 0.0
+    budget.answered(sent=0.1, now=0.15, counted=True)
+    assert budget.pace(0.2, grants) == 0.0
+    assert budget.pace(0.05 + 0.25, grants) == math.inf
 
 
 def test_a_429s_reset_says_when_it_ends_not_how_long_a_window_is() -> None:
@@ -319,6 +341,19 @@ def test_a_window_read_long_holds_no_more_of_the_jobs_requests_than_its_carrier_
     assert rolling.leaves(2, 10.257, 9) == pytest.approx(9.418 + 1.11)
     # a window that held more than the job's own in it leaves them as the length places them
     assert rolling.leaves(1, 10.257, 10) == pytest.approx(9.168 + 1.11)
+
+
+def test_answers_before_the_first_numbers_are_no_requests_in_flight() -> None:
+    # a GET answered before any change brought numbers is no request in flight: one request
+    # every 120 ms reads the one-second window as 1.08 s long, and with one change in flight the
+    # next waits only for the oldest counted to leave
+    budget, grants = Budget(), Grants()
+    grants.add(-0.1)
+    budget.answered(sent=-0.1, now=-0.05, counted=True)
+    rolling_window(budget, grants, limit=10, sends=[k * 0.12 for k in range(12)])
+    grants.add(1.45)
+    oldest = 3 * 0.12 + 0.05
+    assert budget.due(grants, 1.45) == pytest.approx(oldest + 1.08 - 0.05)
 
 
 def test_a_fixed_windows_reset_tells_no_rolling_length() -> None:

@@ -172,20 +172,18 @@ class Budget:
                 self._fixed.announced(info.reset)
 
     def answered(self, *, sent: float, now: float, counted: bool) -> None:
-        """Note any answer to the job's requests, a GET's too, once answers bring numbers.
+        """Note any answer to the job's requests, a GET's too.
 
         Args:
             sent: when its request was granted.
             now: when the answer came: about when the server counted it.
             counted: it was let through (not a 429), so the server's window counts it.
         """
-        if self.limit is None:
-            return
         replied = self._replied
         bisect.insort(replied, sent)
         if len(replied) > _KEPT:
             del replied[: bisect.bisect_left(replied, now - _STALE)]
-        if counted:
+        if counted and self.limit is not None:
             self._rolling.counted(now, self.limit)
 
     def _rolling_due(self, grants: Grants, now: float) -> float:
@@ -222,9 +220,10 @@ class Budget:
         it, and those in flight."""
         return self._rolling.counted_after(self._answered) + self._in_flight(grants, now)
 
-    def _in_flight(self, grants: Grants, now: float) -> int:
-        """The job's requests granted lately and not yet answered."""
-        replied, cutoff = self._replied, now - _STALE  # an older one unanswered is lost
+    def _in_flight(self, grants: Grants, now: float, since: float = -math.inf) -> int:
+        """The job's requests granted lately (at ``since`` or after) and not yet answered."""
+        replied = self._replied
+        cutoff = max(now - _STALE, since)  # an older one unanswered is lost
         return grants.count(cutoff) - (len(replied) - bisect.bisect_left(replied, cutoff))
 
     def due(self, grants: Grants, now: float) -> float:
@@ -276,8 +275,9 @@ class Budget:
         left = self._left + refill * (now - self._sent) - uncounted
         horizon = reset - now if reset is not None else _HORIZON
         pace = refill + (left - _RESERVE) / horizon
-        if pace <= 0.0 and uncounted <= 0 and now - self._answered >= _PROBE:
-            return math.inf  # held with nothing in flight: one request, to see what came back
-        if pace <= 0.0 and now - self._answered >= _STALE:
-            return min(1.0 / _PROBE, even)
-        return min(max(pace, 0.0), even)
+        if pace > 0.0:
+            return min(pace, even)
+        quiet = now - self._answered  # held: since the latest numbers came
+        if quiet >= _PROBE and not self._in_flight(grants, now, since=self._sent):
+            return math.inf  # nothing sent since is in flight: one request, to see what came back
+        return min(1.0 / _PROBE, even) if quiet >= _STALE else 0.0

@@ -258,6 +258,23 @@ def test_a_held_lane_probes_though_a_request_sent_since_came_back_without_number
     assert budget.pace(0.05 + 0.25, grants) == math.inf
 
 
+def test_another_clients_use_until_a_request_is_counted_comes_off_what_is_left() -> None:
+    # before the window's shape is known: the job sends one request every 20 ms, and Remaining
+    # falls by two each time, as another client takes 50 a second too
+    budget, grants = Budget(), Grants()
+    for i in range(100):
+        sent = i * 0.02
+        grants.add(sent)
+        answer(budget, grants, RateLimitInfo(500, 204 - 2 * i), sent=sent, now=sent + 0.03)
+    grants.add(2.0)
+    answer(budget, grants, RateLimitInfo(500, 4), sent=2.0, now=2.03)
+    # four left: three above the reserve, spent within a quarter second, less what the other
+    # client takes before a request sent now is counted (a latency on)
+    assert budget.pace(2.03, grants) == pytest.approx((3 - 43.7 * 0.03) / 0.25, abs=0.1)
+    # 50 ms on, the other client's share has taken the rest: held
+    assert budget.pace(2.08, grants) == 0.0
+
+
 def test_a_429s_reset_says_when_it_ends_not_how_long_a_window_is() -> None:
     # a one-second rolling window of 10 whose 429 earns a penalty: the 429's Reset is the
     # penalty's end, 2.9 s away, and no window's length

@@ -272,7 +272,11 @@ class Budget:
             return self.limit / length  # a measured rolling window: due() holds the rest
         uncounted = grants.count(self._sent) - 1
         refill = max(self._refill, 0.0)
-        left = self._left + refill * (now - self._sent) - uncounted
+        # another client's use, at the rate the carriers saw it, until a request sent now is
+        # counted (over the horizon at most: a lane held long probes instead)
+        ahead = min(now + max(self._latencies) - self._answered, _HORIZON)
+        others = max(-self._refill, 0.0) * ahead
+        left = self._left + refill * (now - self._sent) - uncounted - others
         horizon = reset - now if reset is not None else _HORIZON
         pace = refill + (left - _RESERVE) / horizon
         if pace > 0.0:

@@ -220,6 +220,12 @@ class Budget:
         it, and those in flight."""
         return self._rolling.counted_after(self._answered) + self._in_flight(grants, now)
 
+    def _others(self, now: float, longest: float = math.inf) -> float:
+        """Another client's use of the window, at the rate the carriers saw it, from the
+        carrier until a request sent at ``now`` is counted (over ``longest`` seconds at most)."""
+        ahead = min(now + max(self._latencies) - self._answered, longest)
+        return max(-self._refill, 0.0) * ahead
+
     def _in_flight(self, grants: Grants, now: float, since: float = -math.inf) -> int:
         """The job's requests granted lately (at ``since`` or after) and not yet answered."""
         replied = self._replied
@@ -244,9 +250,7 @@ class Budget:
         # an answer slower than the rest by a tenth of the window (a stalled request) is not
         # jitter a window's edge can be kept from
         spread = min(self._spread(), _SPREAD * window)
-        # another client's use, at the rate the carriers saw it, until a request sent now counts
-        others = max(-self._refill, 0.0) * (now + max(self._latencies) - self._answered)
-        if self._left - self._uncounted(grants, now) - others > _RESERVE:
+        if self._left - self._uncounted(grants, now) - self._others(now) > _RESERVE:
             return -math.inf
         return fixed.following(self._answered, spread) - min(self._latencies) + _QUICKER * spread
 
@@ -272,11 +276,9 @@ class Budget:
             return self.limit / length  # a measured rolling window: due() holds the rest
         uncounted = grants.count(self._sent) - 1
         refill = max(self._refill, 0.0)
-        # another client's use, at the rate the carriers saw it, until a request sent now is
-        # counted (over the horizon at most: a lane held long probes instead)
-        ahead = min(now + max(self._latencies) - self._answered, _HORIZON)
-        others = max(-self._refill, 0.0) * ahead
-        left = self._left + refill * (now - self._sent) - uncounted - others
+        # what is left, less the job's requests sent since and another client's use until a
+        # request sent now is counted (over the horizon at most: a lane held long probes instead)
+        left = self._left + refill * (now - self._sent) - uncounted - self._others(now, _HORIZON)
         horizon = reset - now if reset is not None else _HORIZON
         pace = refill + (left - _RESERVE) / horizon
         if pace > 0.0:

@@ -14,9 +14,11 @@ carriers' windows all held requests besides the job's own counted within the who
 of seconds under it (or up to a tenth over it, as the bound can read short when the answers'
 way back quickens), they are that client's, the window is that length, and room is kept for
 the most of theirs any of those carriers held. Otherwise the bound is the length, which
-counts another client's requests in as if the job's own stayed longer. A window that is not
-a whole number of seconds is taken for the whole number under it, and the job's own requests
-beyond it for another client's: right while the job's pace holds.
+counts another client's requests in as if the job's own stayed longer; even so, the job's
+requests in an answer's window are taken to be those within the whole number of seconds (and
+no more than it held), the ones beyond having left. A window that is not a whole number of
+seconds is taken for the whole number under it, and the job's own requests beyond it for
+another client's: right while the job's pace holds.
 """
 
 from __future__ import annotations
@@ -117,9 +119,11 @@ class RollingWindow:
         arrivals, length = self._arrivals, self.length
         assert length is not None
         upto = bisect.bisect_right(arrivals, carrier)
-        # the job's requests counted within a length of the carrier, and no more than its window
-        # held: a length read long (a bound let loose) takes in requests that have left
-        leaving = max(bisect.bisect_right(arrivals, carrier - length), upto - held) + need - 1
+        # the job's requests in it: those counted within the shortest length it can be, and no
+        # more than it held (a length read long takes in requests that have left, whose room
+        # another client may have taken: foreseen to leave again, they would be a 429)
+        shortest = min(length, self._seconds() or length)
+        leaving = max(bisect.bisect_right(arrivals, carrier - shortest), upto - held) + need - 1
         return arrivals[leaving] + length if leaving < upto else None
 
     def _bound_by(self, held: int, now: float) -> None:

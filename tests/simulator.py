@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import anyio
+import pytest
 from anyio.abc import ObjectReceiveStream
 
 from bulkruns.api import RateLimitInfo, Reply
@@ -60,6 +61,17 @@ class _Jumping(selectors.DefaultSelector):
             if timeout and loop.late:  # a timer was waited for: it fires late
                 loop.virtual += loop.random.uniform(0.0, loop.late)
         return events
+
+
+ON_TIME_AND_LATE = pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        ("asyncio", {"loop_factory": VirtualLoop}),
+        ("asyncio", {"loop_factory": functools.partial(VirtualLoop, late=0.002)}),
+    ],
+    ids=["timers-on-time", "timers-late"],
+)
+"""Runs a test twice on the virtual loop: its timers on time, and up to 2 ms late."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
-from simulator import VirtualLoop
+from simulator import ON_TIME_AND_LATE, VirtualLoop
 
 from bulkruns.api import RateLimitInfo
 from bulkruns.errors import ConfigError, RateLimited, TransportError
@@ -119,14 +119,7 @@ async def test_requests_are_evenly_spaced() -> None:
     assert max(gaps) == pytest.approx(interval)
 
 
-@pytest.mark.parametrize(
-    "anyio_backend",
-    [
-        ("asyncio", {"loop_factory": VirtualLoop}),
-        ("asyncio", {"loop_factory": lambda: VirtualLoop(late=0.002)}),
-    ],
-    ids=["timers-on-time", "timers-late"],
-)
+@ON_TIME_AND_LATE
 async def test_never_more_than_rate_times_t_plus_two_in_any_window(
     anyio_backend: tuple[str, dict[str, Any]],
 ) -> None:

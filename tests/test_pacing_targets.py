@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 import pytest
-from simulator import Outcome, Shape, VirtualLoop, simulate
+from simulator import ON_TIME_AND_LATE, Outcome, Shape, VirtualLoop, simulate
 
 pytestmark = pytest.mark.anyio
 
@@ -79,14 +79,7 @@ async def test_another_clients_share_of_a_rolling_window_is_told_apart_from_its_
     assert_met(outcome, efficiency=0.88, most_429s=0, runs=0)
 
 
-@pytest.mark.parametrize(
-    "anyio_backend",
-    [
-        ("asyncio", {"loop_factory": VirtualLoop}),
-        ("asyncio", {"loop_factory": lambda: VirtualLoop(late=0.002)}),
-    ],
-    ids=["timers-on-time", "timers-late"],
-)
+@ON_TIME_AND_LATE
 async def test_before_another_clients_share_is_told_apart_no_room_is_foreseen_twice() -> None:
     # In the first seconds, before the other client's share is told apart, its requests make
     # the window's length read long (1.55 s of a second): the job's requests counted within
@@ -98,21 +91,14 @@ async def test_before_another_clients_share_is_told_apart_no_room_is_foreseen_tw
     assert_met(outcome, efficiency=0.88, most_429s=0, runs=0)
 
 
-@pytest.mark.parametrize(
-    "anyio_backend",
-    [
-        ("asyncio", {"loop_factory": VirtualLoop}),
-        # answers read a moment late, and so out of the order the server counted them in:
-        # after the probes' penalties, when nothing was counted for seconds, a window whose
-        # length was bounded by an answer read before the carrier's read 6 s, not 10
-        ("asyncio", {"loop_factory": lambda: VirtualLoop(late=0.002)}),
-    ],
-    ids=["timers-on-time", "timers-late"],
-)
+@ON_TIME_AND_LATE
 async def test_a_ten_second_window_with_numbers_told_twice_over_foresees_its_echo() -> None:
     # twice the limit spends the window in 5 s, and nothing leaves it until 10 s: a probe or
     # two meet that; then what the first seconds sent leaves at twice the limit, and the
-    # seconds after give nothing back, which the window's length, once read, foresees
+    # seconds after give nothing back, which the window's length, once read, foresees. With
+    # timers late, answers are read a moment late, and so out of the order the server counted
+    # them in: after the probes' penalties, when nothing was counted for seconds, a window
+    # whose length was bounded by an answer read before the carrier's read 6 s, not 10
     shape = Shape(limit=2000, window=10.0, penalty=2.0, headers=True, latency=(0.02, 0.06))
     outcome = await simulate(shape, rate=400.0, page=100)
     assert_met(outcome, efficiency=0.95, most_429s=2, runs=2)

@@ -373,6 +373,20 @@ def test_answers_before_the_first_numbers_are_no_requests_in_flight() -> None:
     assert budget.due(grants, 1.45) == pytest.approx(oldest + 1.08 - 0.05)
 
 
+def test_an_answer_read_with_the_carriers_but_counted_after_it_fills_the_window() -> None:
+    # two answers read at one instant: the later-sent, the carrier, says one is left; the
+    # earlier-sent, counted after it, that none is. The window is full until the oldest of the
+    # job's requests in it leaves
+    budget, grants = Budget(), Grants()
+    rolling_window(budget, grants, limit=10, sends=[k * 0.12 for k in range(24)])
+    grants.add(2.84)
+    grants.add(2.86)
+    answer(budget, grants, RateLimitInfo(10, 1), sent=2.86, now=2.95)
+    answer(budget, grants, RateLimitInfo(10, 0), sent=2.84, now=2.95)
+    oldest = 16 * 0.12 + 0.05  # the window held the job's latest nine when the carrier came
+    assert budget.due(grants, 2.95) >= oldest + budget._rolling.length - 0.05
+
+
 def test_a_fixed_windows_reset_tells_no_rolling_length() -> None:
     # the requests counted before a reset all left the window at once, not a length before
     # the answers that showed it: the window is paced by its resets, never as a rolling one

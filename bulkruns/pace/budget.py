@@ -80,6 +80,7 @@ class Budget:
     __slots__ = (
         "_answered",
         "_fixed",
+        "_late",
         "_latencies",
         "_left",
         "_noted",
@@ -98,6 +99,7 @@ class Budget:
         self._left = 0  # Remaining, as the carrier said
         self._sent = -math.inf  # when the carrier was granted
         self._answered = -math.inf  # when its answer came
+        self._late = 0  # answers read with the carrier's, sent before it but counted after it
         self._latencies: deque[float] = deque(maxlen=_LATENCIES)  # of the latest answers
         # the quickest of each _LATENCIES answers before: the quickest of a few hundred is
         # the one a request sent into a full rolling window must be counted after
@@ -146,8 +148,10 @@ class Budget:
         self._noted += 1
         if self._noted % _LATENCIES == 0:
             self._quickest.append(min(self._latencies))
-        if sent < self._sent:
-            return  # older numbers than the carrier's
+        if sent < self._sent:  # older numbers than the carrier's
+            if now <= self._answered and info.remaining < self._left:
+                self._late += 1  # read with it, so not counted after it by the time it came
+            return
         limit = info.limit if info.limit is not None else self.limit
         if sent > self._sent > -math.inf and not self._sent < self._quiet <= sent:
             between = grants.count(self._sent, sent)
@@ -166,6 +170,7 @@ class Budget:
         if limit and not refused and self.window is None:
             self._rolling.measure(limit - info.remaining, now)
         self.limit, self._left, self._sent, self._answered = limit, info.remaining, sent, now
+        self._late = 0
         if info.reset is not None:
             self._reset_at = now + info.reset
             if not refused:  # a fixed window's next reset is at most its length away
@@ -217,8 +222,9 @@ class Budget:
 
     def _uncounted(self, grants: Grants, now: float) -> int:
         """The job's requests the carrier's ``Remaining`` did not count: those counted after
-        it, and those in flight."""
-        return self._rolling.counted_after(self._answered) + self._in_flight(grants, now)
+        it (read after it, or with it and showing less left), and those in flight."""
+        counted = self._rolling.counted_after(self._answered) + self._late
+        return counted + self._in_flight(grants, now)
 
     def _others(self, now: float, longest: float = math.inf) -> float:
         """Another client's use of the window, at the rate the carriers saw it, from the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -385,15 +386,19 @@ async def test_a_429_without_retry_after_waits_longer_each_time_in_a_row() -> No
     assert pacer.throttled("write", None).until - anyio.current_time() == 1.0
 
 
-async def test_the_headers_announce_the_ceiling_and_hold_the_pace() -> None:
-    # fixed windows of 50 requests a second, announced with their reset; each request is
-    # counted 30 ms after it leaves and answered at once
-    pacer = paced(100)
+async def fixed_windows(
+    pacer: Pacer, seconds: float, *, announced: bool
+) -> tuple[dict[int, int], list[float]]:
+    """Changes sent through ``pacer`` for ``seconds`` to fixed windows of 50 requests a
+    second, each counted 30 ms after it leaves and answered at once, with Limit and Remaining,
+    and Reset if ``announced``: the requests each window held, and when each left."""
     used: dict[int, int] = {}
+    times: list[float] = []
 
     async def request(tg: anyio.abc.TaskGroup) -> None:
         while True:
             sent = await pacer.acquire("write")
+            times.append(sent)
             tg.start_soon(answer, sent)
 
     async def answer(sent: float) -> None:
@@ -401,18 +406,42 @@ async def test_the_headers_announce_the_ceiling_and_hold_the_pace() -> None:
         now = anyio.current_time()
         window = math.floor(now)
         used[window] = used.get(window, 0) + 1
-        info = RateLimitInfo(50, max(0, 50 - used[window]), window + 1 - now)
-        pacer.succeeded("write", info, sent=sent)
+        reset = window + 1 - now if announced else None
+        pacer.succeeded("write", RateLimitInfo(50, max(0, 50 - used[window]), reset), sent=sent)
 
-    with anyio.move_on_after(10.0):
+    with anyio.move_on_after(seconds):
         async with anyio.create_task_group() as tg:
             for _ in range(10):
                 tg.start_soon(request, tg)
+    return used, times
+
+
+async def test_the_headers_announce_the_ceiling_and_hold_the_pace() -> None:
+    pacer = paced(100)
+    used, _ = await fixed_windows(pacer, 10.0, announced=True)
     # 50 a window of a second (the window's length read from the resets announced: a little
     # short, as the first answer in a window comes a little after it began)
     assert pacer.ceiling == pytest.approx(50.0, rel=0.03)
     assert max(used.values()) <= 50  # never more than a window held: no 429 was needed
     assert all(used[second] >= 47 for second in range(1, 9)), used
+
+
+@ON_TIME_AND_LATE
+async def test_a_request_held_for_room_in_the_window_is_followed_half_an_interval_on() -> None:
+    # fixed windows of 50 a second that announce no reset: once the window is learnt, each
+    # one's end holds the lane until its reset, and the request after the held one follows
+    # half an interval on, as if the schedule had been kept, not a whole one; never more than
+    # rate x T + 2 all the same
+    used, times = await fixed_windows(paced(100), 20.0, announced=False)
+    assert max(used.values()) <= 50
+    interval = 1 / (50 * (1 - 0.015))  # the learnt window's pace, 1.5 % under its rate
+    gaps = list(itertools.pairwise(itertools.pairwise(t for t in times if t > 6.0)))
+    after = [c - b for (a, b), (_, c) in gaps if b - a > 1.25 * interval]
+    assert len(after) >= 8  # the window's ends held the lane, again and again
+    # half an interval on, and the timers' lateness (2 ms at most), where a whole was waited
+    assert interval / 2 - 1e-9 <= statistics.median(after) <= interval / 2 + 0.002
+    for window in (0.001, 0.01, 0.1, 1.0):
+        assert max(count for _, count in most_in_window(times, window)) <= 100 * window + 2
 
 
 async def test_a_run_of_echoed_429s_never_paces_the_job_to_a_halt() -> None:

@@ -6,8 +6,10 @@ which Tallyfy budgets more tightly), ``"write"`` for changes. Requests leave one
 spaced by GCRA (the virtual scheduling form of the generic cell rate algorithm): one may
 leave one interval after the previous one's slot, and never within half an interval of it;
 one that leaves late keeps the schedule, if by up to half an interval, or up to an interval
-when its timer fired late (a busy loop's do). So no window of T seconds ever holds more
-than ``rate * T + 2`` requests, at any rate, across rate changes and after pauses.
+when its timer fired late (a busy loop's do), and one that waited for room in the server's
+window starts a new one half an interval back, so that the next need not wait a whole
+interval more. So no window of T seconds ever holds more than ``rate * T + 2`` requests, at
+any rate, across rate changes and after pauses.
 aiolimiter's leaky bucket did this before, but its burst grows with the rate and its rate
 cannot change, so every change built a new limiter, refilled by hand; these few lines read
 the pace afresh at every slot instead.
@@ -129,13 +131,18 @@ class Pacer:
             self._heads.add(lane)
             try:
                 late = 0.0  # how much later than it was due the head woke to this grant
-                while (delay := (due := self._due(lane, now := self._clock())) - now) > 0.0:
-                    with anyio.move_on_after(min(delay, _TICK)):  # paces change with time
+                held = False  # whether it waited for room in the server's window
+                while True:
+                    due, room = self._due(lane, now := self._clock())
+                    if due <= now:
+                        break
+                    held = room
+                    with anyio.move_on_after(min(due - now, _TICK)):  # paces change with time
                         await self._changed.wait()
                     late = max(self._clock() - due, 0.0)
                 # the lane's pace first: the budget counts the job's grants, not yet this one
                 for scope in (self._lanes[lane], self._total):
-                    scope.grant(now, self._pace(scope, now), late)
+                    scope.grant(now, self._pace(scope, now), late=late, held=held)
             finally:
                 self._heads.discard(lane)
                 self._notify()  # the other lane's head may go now
@@ -227,20 +234,19 @@ class Pacer:
             pace = min(pace, self._budget.pace(now, self._total.grants))
         return min(pace, scope.ceiling.pace(now))
 
-    def _due(self, lane: Lane, now: float) -> float:
-        total, budget = self._total, self._budget
-        at = max(
-            total.due(self._pace(total, now)),
-            self._lane_due(lane, now),
-            budget.due(total.grants, now),
-        )
+    def _due(self, lane: Lane, now: float) -> tuple[float, bool]:
+        """When the head of ``lane`` may go, and whether room in the server's window (the
+        budget's) is what it waits for, rather than the pace."""
+        paced = max(self._total.due(self._pace(self._total, now)), self._lane_due(lane, now))
+        room = self._budget.due(self._total.grants, now)
+        at = max(paced, room)
         if (
             lane == "write"
             and "read" in self._heads
             and self._lane_due("read", now) <= max(at, now)
         ):
             at = max(at, now) + _TICK  # listing is due as soon: it goes first, then this
-        return at
+        return at, room >= at
 
     def _lane_due(self, lane: Lane, now: float) -> float:
         scope = self._lanes[lane]

@@ -39,6 +39,10 @@ class Scope:
     schedule, so the one after it may follow sooner, but never within half an interval. A
     busy event loop fires timers a few milliseconds late, a whole interval at 200/s: without
     that allowance each would start a new schedule and the pace would fall by what they lose.
+    A grant that waited longer starts a new schedule; one that waited for room in the server's
+    window starts it half an interval back, as if it had been kept: the request after it may
+    follow half an interval on (the room a window gives back is not spread evenly, and a
+    whole interval more would leave some of it unused).
     """
 
     __slots__ = (
@@ -69,13 +73,17 @@ class Scope:
         at = max(at, self.ceiling.due(self.grants))
         return at if self.pause is None else max(at, self.pause.until)
 
-    def grant(self, now: float, pace: float, late: float = 0.0) -> None:
+    def grant(self, now: float, pace: float, *, late: float = 0.0, held: bool = False) -> None:
         """A request leaves at ``now``, at ``pace``, ``late`` seconds after it was due (its
-        timer fired late)."""
+        timer fired late); ``held`` when it waited for room in the server's window."""
         slot = self.slot + 1.0 / pace
-        # a late timer keeps the schedule; a longer wait (idle, held, paused) starts a new one
         tolerance = _TOLERANCE / pace
-        self.slot = slot if now - slot <= tolerance + min(late, tolerance) else now
+        if now - slot <= tolerance + min(late, tolerance):
+            self.slot = slot  # a late timer keeps the schedule
+        else:
+            # a longer wait (idle, paused) starts a new schedule; one for room in the window
+            # starts it half an interval back, so that the next may follow as soon as that
+            self.slot = now - tolerance if held else now
         self.granted = now
         self.grants.add(now)
 

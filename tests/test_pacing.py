@@ -444,6 +444,34 @@ async def test_a_request_held_for_room_in_the_window_is_followed_half_an_interva
         assert max(count for _, count in most_in_window(times, window)) <= 100 * window + 2
 
 
+async def test_a_job_paced_after_an_unpaced_spell_waits_out_the_window_it_spent() -> None:
+    # ten workers, each change answered 30 ms after it leaves, into fixed windows of 50 a
+    # second: unpaced, the job spends each window at once and learns it from the numbers;
+    # paced from 6.5 s on, the window it has spent holds the changes until its reset (the
+    # unpaced spell's answers are matched to its own requests: taken for the paced ones',
+    # those would not count as in flight, and the spent window would seem to have room)
+    pacer = paced(0)
+    used: dict[int, int] = {}
+    times: list[float] = []
+
+    async def worker() -> None:
+        while True:
+            times.append(sent := await pacer.acquire("write"))
+            await anyio.sleep(0.03)
+            window = math.floor(anyio.current_time())
+            used[window] = used.get(window, 0) + 1
+            pacer.succeeded("write", RateLimitInfo(50, max(0, 50 - used[window])), sent=sent)
+
+    async def rethrottle() -> None:
+        await anyio.sleep(6.5)
+        pacer.set_rate(100)
+
+    await run_for(12.0, rethrottle, *[worker] * 10)
+    assert min(used[second] for second in range(6)) > 50  # unpaced: nothing held it
+    assert not [t for t in times if 6.501 <= t < 6.9]
+    assert max(used[second] for second in range(7, 12)) <= 50
+
+
 async def test_a_run_of_echoed_429s_never_paces_the_job_to_a_halt() -> None:
     pacer = paced(10)
     sent = [await pacer.acquire("write") for _ in range(4)]

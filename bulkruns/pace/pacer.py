@@ -126,6 +126,9 @@ class Pacer:
             while (delay := self._paused(lane) - (now := self._clock())) > 0.0:
                 with anyio.move_on_after(delay):
                     await self._changed.wait()
+            # kept all the same: its answer is matched to it, and a rate set later measures by it
+            self._lanes[lane].grants.add(now)
+            self._total.grants.add(now)
             return now
         async with self._turns[lane]:
             self._heads.add(lane)

@@ -26,6 +26,11 @@ that it never spends the last of what is left faster than it comes back::
 
     pace = refill + (left - reserve) / horizon
 
+where ``left`` is the carrier's ``Remaining``, plus what came back since, less the job's
+requests it did not count; when another client spends faster than the window gives back (the
+refill is negative), its use until a request sent now is counted comes off too, and the
+refill counts as none.
+
 The horizon is the time to the reset that ``X-RateLimit-Reset`` announces (the window's
 requests are spread evenly up to it), a quarter of a second otherwise (the reserve is neared
 quickly, and from there the refill rate is kept).
@@ -39,8 +44,8 @@ length, and a learnt window is paced evenly at it, less what another client was 
 spend of it (so that the job does not crowd it out); when what is left of it comes down to
 the reserve (jitter crowds a window's edges), the lanes wait for its next reset. A lane held
 with nothing in flight sends one request after a moment, to see whether the window is back;
-one held by requests whose answers brought no numbers (lost, or an edge's) probes the same
-way once the numbers it has are stale.
+one held by requests still unanswered (lost, or stalled) probes the same way once the
+numbers it has are stale.
 """
 
 from __future__ import annotations
@@ -60,8 +65,8 @@ _RESERVE = 1  # a request left in a window, against counts that come late
 _HORIZON = 0.25  # seconds to near the reserve in when no reset is announced
 _REFILL_SPAN = 1.0  # seconds the refill rate is averaged over (exponentially)
 _PROBE = 0.25  # a held lane with nothing in flight sends one request after this many seconds
-# Numbers this old are stale: the requests sent since may have no answer with numbers to
-# come (a timeout, a 502 from the edge), so a held lane probes, one request every _PROBE.
+# Numbers this old are stale: the requests sent since, still unanswered, may never be (lost,
+# or stalled until a timeout), so a held lane probes, one request every _PROBE.
 _STALE = 2.0
 # The pace stays this share under the announced rate: a learned window can read a little
 # short, its resets being seen by answers that come a little after them, by varying amounts
@@ -149,7 +154,7 @@ class Budget:
         if self._noted % _LATENCIES == 0:
             self._quickest.append(min(self._latencies))
         if sent < self._sent:  # older numbers than the carrier's
-            if now <= self._answered and info.remaining < self._left:
+            if not refused and now <= self._answered and info.remaining < self._left:
                 self._late += 1  # read with it, so not counted after it by the time it came
             return
         limit = info.limit if info.limit is not None else self.limit
@@ -207,7 +212,7 @@ class Budget:
         need = held + rolling.kept + self._uncounted(grants, now) + 1 - limit
         if need <= 0:
             return -math.inf
-        leaves = rolling.leaves(need, self._answered, held)
+        leaves = rolling.leaves(need, self._answered, held, self._late)
         if leaves is not None:
             quickest = min(self._latencies)
             quickest = min(quickest, min(self._quickest, default=quickest))
@@ -280,16 +285,17 @@ class Budget:
         length = self._rolling.length
         if length is not None and self.window is None:
             return self.limit / length  # a measured rolling window: due() holds the rest
-        uncounted = grants.count(self._sent) - 1
+        uncounted = grants.count(self._sent) - 1 + self._late
         refill = max(self._refill, 0.0)
-        # what is left, less the job's requests sent since and another client's use until a
-        # request sent now is counted (over the horizon at most: a lane held long probes instead)
+        # what is left, less the job's requests the carrier did not count and another client's
+        # use until a request sent now is counted (a quarter second's at most: a lane held long
+        # probes instead)
         left = self._left + refill * (now - self._sent) - uncounted - self._others(now, _HORIZON)
         horizon = reset - now if reset is not None else _HORIZON
         pace = refill + (left - _RESERVE) / horizon
         if pace > 0.0:
             return min(pace, even)
-        quiet = now - self._answered  # held: since the latest numbers came
-        if quiet >= _PROBE and not self._in_flight(grants, now, since=self._sent):
+        since_numbers = now - self._answered  # held: since the latest numbers came
+        if since_numbers >= _PROBE and not self._in_flight(grants, now, since=self._sent):
             return math.inf  # nothing sent since is in flight: one request, to see what came back
-        return min(1.0 / _PROBE, even) if quiet >= _STALE else 0.0
+        return min(1.0 / _PROBE, even) if since_numbers >= _STALE else 0.0

@@ -112,13 +112,13 @@ class RollingWindow:
             elif abs(bound - whole) <= _WHOLE:
                 self.length = whole
 
-    def leaves(self, need: int, carrier: float, held: int) -> float | None:
+    def leaves(self, need: int, carrier: float, held: int, late: int = 0) -> float | None:
         """When the ``need``-th of the job's requests in the carrier's window (its answer read
-        at ``carrier``, the window holding ``held``) leaves it; None when that one was not yet
-        counted by then."""
+        at ``carrier``, the window holding ``held``, and ``late`` of the answers read with it
+        counted after it) leaves it; None when the window held fewer than ``need`` of them."""
         arrivals, length = self._arrivals, self.length
         assert length is not None
-        upto = bisect.bisect_right(arrivals, carrier)
+        upto = bisect.bisect_right(arrivals, carrier) - late
         # the job's requests in it: those counted within the shortest length it can be, and no
         # more than it held (a length read long takes in requests that have left, whose room
         # another client may have taken: foreseen to leave again, they would be a 429)

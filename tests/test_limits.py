@@ -375,15 +375,22 @@ def test_answers_before_the_first_numbers_are_no_requests_in_flight() -> None:
     assert budget.due(grants, 1.45) == pytest.approx(oldest + 1.08 - 0.05)
 
 
+def carrier_read_with_an_earlier_request(budget: Budget, grants: Grants) -> None:
+    """A measured rolling window of 10 a second; requests sent at 2.84 and 2.86, and the
+    later-sent's answer, the carrier, read at 2.95 saying one is left (the earlier-sent's
+    answer, read at the same instant, is the test's)."""
+    rolling_window(budget, grants, limit=10, sends=[k * 0.12 for k in range(24)])
+    grants.add(2.84)
+    grants.add(2.86)
+    answer(budget, grants, RateLimitInfo(10, 1), sent=2.86, now=2.95)
+
+
 def test_an_answer_read_with_the_carriers_but_counted_after_it_fills_the_window() -> None:
     # two answers read at one instant: the later-sent, the carrier, says one is left; the
     # earlier-sent, counted after it, that none is. The window is full until the oldest of the
     # job's requests in it leaves
     budget, grants = Budget(), Grants()
-    rolling_window(budget, grants, limit=10, sends=[k * 0.12 for k in range(24)])
-    grants.add(2.84)
-    grants.add(2.86)
-    answer(budget, grants, RateLimitInfo(10, 1), sent=2.86, now=2.95)
+    carrier_read_with_an_earlier_request(budget, grants)
     answer(budget, grants, RateLimitInfo(10, 0), sent=2.84, now=2.95)
     oldest = 16 * 0.12 + 0.05  # the window held the job's latest nine when the carrier came
     spread = 0.11 - 0.05  # of the answers' latencies: a tenth of it is kept
@@ -396,10 +403,7 @@ def test_a_429_read_with_the_carriers_answer_is_no_request_counted_after_it() ->
     # as above, but the earlier-sent request was refused: the server did not count it, and
     # the window has the room the carrier said
     budget, grants = Budget(), Grants()
-    rolling_window(budget, grants, limit=10, sends=[k * 0.12 for k in range(24)])
-    grants.add(2.84)
-    grants.add(2.86)
-    answer(budget, grants, RateLimitInfo(10, 1), sent=2.86, now=2.95)
+    carrier_read_with_an_earlier_request(budget, grants)
     budget.answered(sent=2.84, now=2.95, counted=False)
     budget.update(RateLimitInfo(10, 0), sent=2.84, now=2.95, grants=grants, refused=True)
     assert budget.due(grants, 2.95) == -math.inf

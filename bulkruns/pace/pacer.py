@@ -3,13 +3,9 @@ server's limit as the pacer finds it.
 
 Every request first awaits :meth:`Pacer.acquire` in its lane: ``"read"`` for listing (GETs,
 which Tallyfy budgets more tightly), ``"write"`` for changes. Requests leave one at a time,
-spaced by GCRA (the virtual scheduling form of the generic cell rate algorithm): one may
-leave one interval after the previous one's slot, and never within half an interval of it;
-one that leaves late keeps the schedule, if by up to half an interval, or up to an interval
-when its timer fired late (a busy loop's do), and one that waited for room in the server's
-window starts a new one half an interval back, so that the next need not wait a whole
-interval more. So no window of T seconds ever holds more than ``rate * T + 2`` requests, at
-any rate, across rate changes and after pauses.
+spaced by GCRA (the virtual scheduling form of the generic cell rate algorithm, kept by each
+:class:`~bulkruns.pace.scope.Scope`), so no window of T seconds ever holds more than
+``rate * T + 2`` requests, at any rate, across rate changes and after pauses.
 aiolimiter's leaky bucket did this before, but its burst grows with the rate and its rate
 cannot change, so every change built a new limiter, refilled by hand; these few lines read
 the pace afresh at every slot instead.
@@ -169,10 +165,8 @@ class Pacer:
                 the server let it through is unknown, and its wait is no latency.
         """
         now = self._clock()
-        sent, judge = now if sent is None else sent, self._judge(lane)
-        judge.streak = 0
-        if self._rate and answered:
-            judge.ceiling.accepted(judge.grants, sent, now)
+        sent = now if sent is None else sent
+        self._judge(lane).accepted(sent, now, learn=bool(self._rate) and answered)
         self._budget.answered(sent=sent, now=now, counted=True)
         if info is not None and lane == "write":
             self._budget.update(info, sent=sent, now=now, grants=self._total.grants)
@@ -190,8 +184,7 @@ class Pacer:
         """Record a 429: pause its scope, and learn the limit from it.
 
         A change's 429 pauses both lanes and teaches the job's ceiling; a GET's pauses and
-        teaches listing only. Only the first 429 of a run teaches: the requests in flight
-        when it came bring back their own, which can only lengthen the pause.
+        teaches listing only (:meth:`~bulkruns.pace.scope.Scope.refused`).
 
         Args:
             lane: the request's lane.
@@ -209,12 +202,9 @@ class Pacer:
         self._budget.answered(sent=sent, now=now, counted=False)
         if lane == "write":
             self._budget.update(info, sent=sent, now=now, grants=self._total.grants, refused=True)
-        if judge.begins_run(sent, now):
-            if self._rate:  # (an unpaced job learns nothing)
-                judge.ceiling.throttled(judge.grants, sent=sent, floor=_FLOOR * self._rate)
-        elif self._rate:
-            judge.ceiling.echoed(sent)
-        pause = judge.hold(now, retry_after, reason, _BOTH if judge is self._total else ("read",))
+        lanes = _BOTH if judge is self._total else ("read",)
+        floor = _FLOOR * self._rate if self._rate else None  # an unpaced job learns nothing
+        pause = judge.refused(sent, now, retry_after, reason, lanes=lanes, floor=floor)
         if judge is self._total:
             self._budget.pause(pause.until)
         self._notify()

@@ -87,21 +87,37 @@ class Scope:
         self.granted = now
         self.grants.add(now)
 
-    def begins_run(self, sent: float, now: float) -> bool:
-        """Whether a 429 for a request granted at ``sent`` begins a run of them: it left
-        after the latest run's first 429 came back (those in flight then only echo it)."""
-        if sent < self.throttled_at:
-            return False
-        if not self.streak:
-            self.throttled_since = now
-        self.throttled_at, self.streak = now, self.streak + 1
-        return True
+    def accepted(self, sent: float, now: float, *, learn: bool) -> None:
+        """An answer other than a 429, to a request granted at ``sent``, came at ``now``: it
+        ends a run of 429s, and when ``learn`` (paced, and answered) the ceiling counts it."""
+        self.streak = 0
+        if learn:
+            self.ceiling.accepted(self.grants, sent, now)
 
-    def hold(
-        self, now: float, retry_after: float | None, reason: str | None, lanes: tuple[Lane, ...]
+    def refused(
+        self,
+        sent: float,
+        now: float,
+        retry_after: float | None,
+        reason: str | None,
+        *,
+        lanes: tuple[Lane, ...],
+        floor: float | None,
     ) -> Pause:
-        """Pause for ``retry_after`` seconds from ``now`` (a guess when None), or for the
-        pause in force if it is longer; the ceiling's ramp starts at its end."""
+        """A 429 to a request granted at ``sent`` came at ``now``: pause ``lanes`` for
+        ``retry_after`` seconds (a guess when None), or for the pause in force if it is longer,
+        and learn from it unless ``floor`` is None (the lowest ceiling it may teach).
+
+        Only the first 429 of a run teaches: those to requests that left before it came back
+        only echo it (their windows held the same requests)."""
+        if sent >= self.throttled_at:  # it begins a run
+            if not self.streak:
+                self.throttled_since = now
+            self.throttled_at, self.streak = now, self.streak + 1
+            if floor is not None:
+                self.ceiling.throttled(self.grants, sent=sent, floor=floor)
+        elif floor is not None:
+            self.ceiling.echoed(sent)
         wait = min(2.0 ** (self.streak - 1), _LONGEST_GUESS) if retry_after is None else retry_after
         since = self.throttled_since if self.streak else now
         if self.pause is None or now + wait > self.pause.until:
@@ -109,5 +125,5 @@ class Scope:
             self.pause = Pause(now + wait, reason, lanes, since)
         else:
             self.pause = replace(self.pause, since=since)
-        self.ceiling.resume(self.pause.until)
+        self.ceiling.resume(self.pause.until)  # the ceiling's ramp starts at the pause's end
         return self.pause

@@ -16,8 +16,9 @@ latency of a few hundred answers (less a tenth of their spread), is counted
 (:meth:`Budget.due`). So a job told too much meets the echo of its own first seconds a
 window later foreseen (nothing leaves the window where it sent nothing), and the pace never
 exceeds ``Limit`` over the length. Room that only another client's requests can make, by
-leaving, no answer foretells: with none of the job's requests in flight, the lanes send one
-after a moment, to see.
+leaving, no answer foretells: with none of the job's requests sent since the carrier in
+flight (an older one's answer brings older numbers), the lanes send one after a moment, to
+see.
 
 Until then (none of the job's requests has left the window yet), its net refill rate is
 estimated from one carrier to the next (what is left now, plus what was sent between, less
@@ -218,8 +219,9 @@ class Budget:
             quickest = min(quickest, min(self._quickest, default=quickest))
             return leaves - quickest + _QUICKER * self._spread()
         # room comes with answers still to come, or as another client's requests leave, which
-        # no answer foretells: with none in flight, the lanes send one after a moment, to see
-        return math.inf if self._in_flight(grants, now) else self._answered + _PROBE
+        # no answer foretells (see the module's docstring): the lanes send one, to see
+        waited = self._in_flight(grants, now, since=self._sent)
+        return math.inf if waited else self._answered + _PROBE
 
     def _spread(self) -> float:
         """How much slower than the quickest of the latest answers the slowest was."""

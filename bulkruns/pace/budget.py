@@ -16,9 +16,8 @@ latency of a few hundred answers (less a tenth of their spread), is counted
 (:meth:`Budget.due`). So a job told too much meets the echo of its own first seconds a
 window later foreseen (nothing leaves the window where it sent nothing), and the pace never
 exceeds ``Limit`` over the length. Room that only another client's requests can make, by
-leaving, no answer foretells: with none of the job's requests sent since the carrier in
-flight (an older one's answer brings older numbers), the lanes send one after a moment, to
-see.
+leaving, no answer foretells: once no request sent since the carrier is still in flight
+(an older one's answer brings older numbers), the lanes send one after a moment, to see.
 
 Until then (none of the job's requests has left the window yet), its net refill rate is
 estimated from one carrier to the next (what is left now, plus what was sent between, less
@@ -44,9 +43,9 @@ since the carrier). Once its length is announced, or learnt from its resets
 length, and a learnt window is paced evenly at it, less what another client was seen to
 spend of it (so that the job does not crowd it out); when what is left of it comes down to
 the reserve (jitter crowds a window's edges), the lanes wait for its next reset. A lane held
-with nothing in flight sends one request after a moment, to see whether the window is back;
-one held by requests still unanswered (lost, or stalled) probes the same way once the
-numbers it has are stale.
+with nothing sent since the carrier in flight sends one request after a moment, to see
+whether the window is back; one held by requests still unanswered (lost, or stalled) probes
+the same way once the numbers it has are stale.
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ __all__ = ["Budget"]
 _RESERVE = 1  # a request left in a window, against counts that come late
 _HORIZON = 0.25  # seconds to near the reserve in when no reset is announced
 _REFILL_SPAN = 1.0  # seconds the refill rate is averaged over (exponentially)
-_PROBE = 0.25  # a held lane with nothing in flight sends one request after this many seconds
+_PROBE = 0.25  # seconds after which a held lane with nothing in flight sends one, to see
 # Numbers this old are stale: the requests sent since, still unanswered, may never be (lost,
 # or stalled until a timeout), so a held lane probes, one request every _PROBE.
 _STALE = 2.0
@@ -219,9 +218,10 @@ class Budget:
             quickest = min(quickest, min(self._quickest, default=quickest))
             return leaves - quickest + _QUICKER * self._spread()
         # room comes with answers still to come, or as another client's requests leave, which
-        # no answer foretells (see the module's docstring): the lanes send one, to see
-        waited = self._in_flight(grants, now, since=self._sent)
-        return math.inf if waited else self._answered + _PROBE
+        # no answer foretells: once nothing sent since the carrier is in flight, the lanes
+        # send one after _PROBE, to see
+        pending = self._in_flight(grants, now, since=self._sent)
+        return math.inf if pending else self._answered + _PROBE
 
     def _spread(self) -> float:
         """How much slower than the quickest of the latest answers the slowest was."""

@@ -7,8 +7,8 @@ spaced by GCRA (the virtual scheduling form of the generic cell rate algorithm, 
 :class:`~bulkruns.pace.scope.Scope`), so no window of T seconds ever holds more than
 ``rate * T + 2`` requests, at any rate, across rate changes and after pauses.
 aiolimiter's leaky bucket did this before, but its burst grows with the rate and its rate
-cannot change, so every change built a new limiter, refilled by hand; these few lines read
-the pace afresh at every slot instead.
+cannot change, so every change built a new limiter, refilled by hand; a scope's few lines
+of GCRA read the pace afresh at every slot instead.
 
 A lane's pace is the lowest of:
 

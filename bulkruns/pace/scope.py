@@ -89,7 +89,8 @@ class Scope:
 
     def accepted(self, sent: float, now: float, *, learn: bool) -> None:
         """An answer other than a 429, to a request granted at ``sent``, came at ``now``: it
-        ends a run of 429s, and when ``learn`` (paced, and answered) the ceiling counts it."""
+        ends the streak of runs of 429s, and when ``learn`` (paced, and answered) the ceiling
+        counts it."""
         self.streak = 0
         if learn:
             self.ceiling.accepted(self.grants, sent, now)
@@ -108,8 +109,9 @@ class Scope:
         ``retry_after`` seconds (a guess when None), or for the pause in force if it is longer,
         and learn from it unless ``floor`` is None (the lowest ceiling it may teach).
 
-        Only the first 429 of a run teaches: those to requests that left before it came back
-        only echo it (their windows held the same requests)."""
+        Only the first 429 of a run sets the ceiling: those to requests that left before it
+        came back echo it (their windows held the same requests), and only take off the
+        ceiling what the server did not count (:meth:`~bulkruns.pace.ceiling.Ceiling.echoed`)."""
         if sent >= self.throttled_at:  # it begins a run
             if not self.streak:
                 self.throttled_since = now

@@ -256,6 +256,11 @@ def test_a_held_lane_probes_though_a_request_sent_since_came_back_without_number
     budget.answered(sent=0.1, now=0.15, counted=True)
     assert budget.pace(0.2, grants) == 0.0
     assert budget.pace(0.05 + 0.26, grants) == math.inf
+    # the probe is a GET too, and refused: the next waits a moment after its answer
+    grants.add(0.31)
+    budget.answered(sent=0.31, now=0.36, counted=False)
+    assert budget.pace(0.4, grants) == 0.0
+    assert budget.pace(0.36 + 0.26, grants) == math.inf
 
 
 def test_another_clients_use_until_a_request_is_counted_comes_off_what_is_left() -> None:
@@ -458,6 +463,9 @@ def test_a_rolling_window_another_client_filled_is_probed_once_nothing_since_is_
     assert budget.due(grants, 4.55) == pytest.approx(4.55 + 0.25)  # one request, to see
     grants.add(4.8)
     assert budget.due(grants, 4.8) == math.inf  # and its answer is waited for
+    # a GET's, whose numbers are not read: refused, it is the latest probe, not yet the carrier
+    budget.answered(sent=4.8, now=4.85, counted=False)
+    assert budget.due(grants, 4.85) == pytest.approx(4.85 + 0.25)
 
 
 def test_a_lightly_used_fixed_windows_reset_tells_no_rolling_length() -> None:

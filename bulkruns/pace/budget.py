@@ -92,6 +92,7 @@ class Budget:
         "_quickest",
         "_quiet",
         "_refill",
+        "_refused",
         "_replied",
         "_reset_at",
         "_rolling",
@@ -112,6 +113,7 @@ class Budget:
         self._noted = 0  # latencies noted
         self._refill = 0.0  # requests a second the window gives back, net of others' use
         self._quiet = -math.inf  # when the latest pause ended
+        self._refused = -math.inf  # when a 429 last came to a request sent since the carrier
         self._reset_at: float | None = None  # the next reset, as X-RateLimit-Reset announced
         self._replied: list[float] = []  # when the requests answered lately were granted
         self._rolling = RollingWindow()
@@ -195,6 +197,8 @@ class Budget:
             del replied[: bisect.bisect_left(replied, now - _STALE)]
         if counted and self.limit is not None:
             self._rolling.counted(now, self.limit)
+        elif not counted and sent >= self._sent:
+            self._refused = now  # a probe, whose numbers may go unread (a GET's)
 
     def _rolling_due(self, grants: Grants, now: float) -> float:
         """When a measured rolling window has room for one more request; -inf if it has now.
@@ -221,7 +225,12 @@ class Budget:
         # no answer foretells: once nothing sent since the carrier is in flight, the lanes
         # send one after _PROBE, to see
         pending = self._in_flight(grants, now, since=self._sent)
-        return math.inf if pending else self._answered + _PROBE
+        return math.inf if pending else self._probe_at()
+
+    def _probe_at(self) -> float:
+        """When a held lane with nothing in flight sends one request, to see: a moment after
+        the latest numbers, or after the latest probe refused, if its numbers went unread."""
+        return max(self._answered, self._refused) + _PROBE
 
     def _spread(self) -> float:
         """How much slower than the quickest of the latest answers the slowest was."""
@@ -297,7 +306,7 @@ class Budget:
         pace = refill + (left - _RESERVE) / horizon
         if pace > 0.0:
             return min(pace, even)
-        since_numbers = now - self._answered  # held: since the latest numbers came
-        if since_numbers >= _PROBE and not self._in_flight(grants, now, since=self._sent):
+        if now >= self._probe_at() and not self._in_flight(grants, now, since=self._sent):
             return math.inf  # nothing sent since is in flight: one request, to see what came back
-        return min(1.0 / _PROBE, even) if since_numbers >= _STALE else 0.0
+        stale = now - self._answered >= _STALE  # held since the latest numbers came
+        return min(1.0 / _PROBE, even) if stale else 0.0

@@ -296,8 +296,12 @@ def test_a_429s_reset_says_when_it_ends_not_how_long_a_window_is() -> None:
     budget.update(RateLimitInfo(10, 9), sent=3.2, now=3.3, grants=grants)
     # ... and the lane is paced by that, not held to 10 requests per 2.9 s
     assert budget.pace(3.3, grants) > 10.0
-    # a reset announced on an answer that let the request through bounds a fixed window
+    # a reset announced on answers that let the requests through bounds a fixed window, once
+    # a second answer announces the same one
     budget.update(RateLimitInfo(10, 8, 0.8), sent=3.3, now=3.35, grants=grants)
+    assert budget.window is None
+    grants.add(3.4)
+    budget.update(RateLimitInfo(10, 7, 0.7), sent=3.4, now=3.45, grants=grants)
     assert budget.window == 0.8
 
 
@@ -640,15 +644,57 @@ def test_an_answer_just_after_a_reset_that_shows_no_fresh_window_was_counted_bef
 
 def test_an_announced_reset_spreads_what_is_left_until_it() -> None:
     budget, grants = Budget(), Grants()
-    for sent in (0.0, 0.1):
+    for sent in (0.0, 0.1, 0.2):
         grants.add(sent)
     budget.update(RateLimitInfo(100, 41, 0.5), sent=0.0, now=0.04, grants=grants)
-    # 41 left, one in flight, one kept: 39 over the half second to the reset
-    assert budget.pace(0.04, grants) == pytest.approx(39 / 0.5)
+    budget.update(RateLimitInfo(100, 40, 0.4), sent=0.1, now=0.14, grants=grants)
+    # 40 left, one in flight, one kept: 38 over the 0.4 s to the reset the two announced
+    assert budget.pace(0.14, grants) == pytest.approx(38 / 0.4)
     assert budget.window == 0.5
     assert budget.allowed == 200
     # once it has passed, a fresh window, spread evenly at the announced rate
     assert budget.pace(0.6, grants) == pytest.approx(200 * 0.985)
+
+
+def test_a_reset_due_now_tells_no_windows_length() -> None:
+    # a reset given as a Unix time the client's clock has reached reads as 0 s to go: a
+    # window of no length would pace nothing
+    budget, grants = Budget(), Grants()
+    fixed_window(budget, grants, limit=100, rate=90, seconds=2.5)  # two resets seen
+    for sent in (2.5, 2.52):
+        grants.add(sent)
+        budget.update(RateLimitInfo(100, 30, 0.0), sent=sent, now=sent + 0.035, grants=grants)
+    assert budget.window is None
+    fixed_window(budget, grants, limit=100, rate=90, seconds=6.0)  # and its resets still tell it
+    assert budget.window == pytest.approx(1.0, abs=0.01)
+
+
+def test_one_answers_odd_reset_does_not_lengthen_the_window() -> None:
+    # a fixed minute of 100 whose answers announce its reset, but one announces another
+    # limit's, an hour away: believed, it would hold the job to 100 an hour for good
+    budget, grants = Budget(), Grants()
+    for i in range(12):
+        sent = i * 0.6
+        grants.add(sent)
+        reset = 3600.0 if i == 10 else 60.0 - sent
+        budget.update(RateLimitInfo(100, 99 - i, reset), sent=sent, now=sent + 0.03, grants=grants)
+    assert budget.window == pytest.approx(60.0)
+    assert budget.allowed == pytest.approx(100 / 60)
+
+
+def test_a_drop_long_after_the_carrier_is_another_clients_use() -> None:
+    # one request every 2 s into a minute's window of 100; then another client takes 70 of
+    # it. So large a drop is a reset's reordering only within the latencies' spread of the
+    # carrier: this long after it, it is believed
+    budget, grants = Budget(), Grants()
+    for i in range(6):
+        sent = i * 2.0
+        grants.add(sent)
+        budget.update(RateLimitInfo(100, 99 - i), sent=sent, now=sent + 0.05, grants=grants)
+    grants.add(12.0)
+    budget.update(RateLimitInfo(100, 24), sent=12.0, now=12.05, grants=grants)
+    # 24 left, one kept: no more than 23 over the quarter second it is neared in
+    assert budget.pace(12.05, grants) <= 23 / 0.25
 
 
 def test_a_pause_refills_the_window_without_teaching_a_reset_or_a_refill_rate() -> None:

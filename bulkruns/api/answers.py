@@ -33,6 +33,7 @@ _MESSAGE_LIMIT = 300  # characters of a server's message kept in an error
 
 # An X-RateLimit-Reset above this is a Unix time (Laravel's, GitHub's); below, seconds to go.
 _EPOCH_THRESHOLD = 1_000_000_000
+_MILLIS_THRESHOLD = 100_000_000_000  # and above this, a Unix time in milliseconds
 
 Headers = Mapping[str, str]  # case-insensitive, as aiohttp's are
 
@@ -214,6 +215,8 @@ def parse_rate_limit(headers: Headers, *, now: float | None = None) -> RateLimit
     if limit is None and remaining is None:
         return None
     reset = _seconds(headers.get("X-RateLimit-Reset"))
+    if reset is not None and reset > _MILLIS_THRESHOLD:
+        reset /= 1000.0
     if reset is not None and reset > _EPOCH_THRESHOLD:
         reset = max(0.0, reset - (time.time() if now is None else now))
     return RateLimitInfo(limit, remaining, reset)

@@ -31,9 +31,9 @@ requests it did not count; when another client spends faster than the window giv
 refill is negative), its use until a request sent now is counted comes off too, and the
 refill counts as none.
 
-The horizon is the time to the reset that ``X-RateLimit-Reset`` announces (the window's
-requests are spread evenly up to it), a quarter of a second otherwise (the reserve is neared
-quickly, and from there the refill rate is kept).
+The horizon is the time to the reset that ``X-RateLimit-Reset`` announces, once believed
+(:mod:`bulkruns.pace.fixed`; the window's requests are spread evenly up to it), a quarter of
+a second otherwise (the reserve is neared quickly, and from there the refill rate is kept).
 
 A **fixed window** shows itself by coming back whole between two requests (the requests
 counted before that tell no rolling length: they left all at once; a window used lightly
@@ -77,6 +77,7 @@ _QUICKEST = 8  # spans of _LATENCIES answers whose quickest a full rolling windo
 _QUICKER = 0.1  # of that spread: how much quicker than the quickest of them a request may be
 _KEPT = 4096  # the grant times of the answers noted are trimmed to _STALE past this many
 _SPREAD = 0.1  # of a window: the most of the spread a learned fixed window allows for
+_REORDER = 2.0  # of the spread: how long after the carrier one sent may be counted before it
 
 
 class Budget:
@@ -163,8 +164,10 @@ class Budget:
         if sent > self._sent > -math.inf and not self._sent < self._quiet <= sent:
             between = grants.count(self._sent, sent)
             given = info.remaining - self._left + between
-            if limit and given <= -limit / 2:
-                return  # counted just before a reset that a carrier already showed
+            if limit and given <= -limit / 2 and sent - self._sent <= _REORDER * self._spread():
+                # counted just before a reset that the carrier showed: sent after it, but so
+                # soon that the way there put it first (later, the drop is another client's)
+                return
             back = bool(limit and given >= limit / 2)  # half the window given back at once
             # or a lightly used window's reset: it holds the job's requests since, and the reserve
             if back or bool(limit and given > 0 and limit - info.remaining <= between + _RESERVE):
@@ -178,10 +181,10 @@ class Budget:
             self._rolling.measure(limit - info.remaining, now)
         self.limit, self._left, self._sent, self._answered = limit, info.remaining, sent, now
         self._late = 0
-        if info.reset is not None:
+        # a 429's reset says when it ends; one that let the request through bounds a fixed
+        # window, once believed
+        if info.reset is not None and (refused or self._fixed.announced(info.reset, now)):
             self._reset_at = now + info.reset
-            if not refused:  # a fixed window's next reset is at most its length away
-                self._fixed.announced(info.reset)
 
     def answered(self, *, sent: float, now: float, counted: bool) -> None:
         """Note any answer to the job's requests, a GET's too.

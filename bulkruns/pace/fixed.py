@@ -8,7 +8,9 @@ back whole too, after a quiet spell, but not steadily: so three resets placed by
 at least (a whole number of seconds, if just one fits, as servers count them) give it, and
 each later one in step refines it. An answer whose ``X-RateLimit-Reset`` let its request
 through announces it instead (a 429's says when its refusal ends: a penalty may outlast the
-window).
+window), once it is within the length already known or another answer announced the same
+reset: one odd answer's (another limit's) must not slow the job for good, and a reset due now
+tells no length.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 __all__ = ["FixedWindow"]
 
 _PHASES = 4  # the latest resets kept, with the first in step: their spans give length and phase
+_SAME = 1.5  # seconds between two answers' resets that are one (whole seconds, and the way back)
 
 
 class FixedWindow:
@@ -28,7 +31,7 @@ class FixedWindow:
         window: its length in seconds, announced or learnt; None until either.
     """
 
-    __slots__ = ("_phase", "_resets", "window")
+    __slots__ = ("_announced", "_phase", "_resets", "window")
 
     def __init__(self) -> None:
         self.window: float | None = None
@@ -36,15 +39,28 @@ class FixedWindow:
         # latest
         self._resets: list[tuple[int, float, float]] = []
         self._phase = 0.0  # the first reset, as the latest ones place it
+        # when the latest answer let through said the window resets, and how far off it was
+        self._announced = (-math.inf, 0.0)
 
     @property
     def learnt(self) -> bool:
         """Its resets placed it: its next one can be foretold (:meth:`following`)."""
         return bool(self._resets) and self.window is not None
 
-    def announced(self, reset: float) -> None:
-        """An answer let through says its window resets in ``reset`` seconds: it is no shorter."""
-        self.window = max(self.window or 0.0, reset)
+    def announced(self, reset: float, now: float) -> bool:
+        """An answer let through at ``now`` says its window resets in ``reset`` seconds: once
+        believed (see the module's docstring), the window is no shorter.
+
+        Returns:
+            whether it is believed.
+        """
+        at, (before, earlier) = now + reset, self._announced
+        self._announced = (at, reset)
+        same = abs(at - before) <= _SAME
+        if reset <= 0.0 or not (same or (self.window is not None and reset <= self.window)):
+            return False
+        self.window = max(self.window or 0.0, reset, earlier if same else 0.0)
+        return True
 
     def seen(self, after: float, when: float) -> None:
         """The window came back whole after ``after`` (less the way back's variation) and by

@@ -143,6 +143,7 @@ async def test_never_more_than_rate_times_t_plus_two_in_any_window(
             (6.0, lambda: pacer.throttled("read", 2.0)),
             (7.0, lambda: set_rate(5)),
             (8.0, lambda: set_rate(3000)),
+            (8.5, lambda: pacer.succeeded("write")),  # not 429s in a row: the next is as told
             (9.0, lambda: pacer.throttled("write", 0.01)),
             (10.0, lambda: set_rate(750)),
         ]:
@@ -215,6 +216,47 @@ async def test_unpacing_a_running_pacer_lets_the_queue_go_at_once() -> None:
 
     await run_for(2.6, unpace, *[worker] * 10)
     assert len([t for t in grants.all if t >= 2.5]) >= 10 * 99  # as fast as they ask
+
+
+async def test_unpacing_lets_requests_the_ceiling_holds_go_at_once() -> None:
+    pacer = paced(10)
+    grants = Grants(pacer)
+
+    async def answered() -> None:
+        while True:
+            pacer.succeeded("write", sent=await grants.take())
+
+    await run_for(12.0, *[answered] * 5)
+    await anyio.sleep(0.4)
+    # a 429 with no pause, whose ceiling holds the next requests to its window
+    pacer.throttled("write", 0.0, sent=await grants.take())
+
+    async def unpace() -> None:
+        await anyio.sleep(0.01)
+        pacer.set_rate(0)
+
+    start = anyio.current_time()
+    await run_for(1.0, unpace, *[grants.take] * 3)
+    assert grants.times["write"][-3:] == pytest.approx([start + 0.01] * 3)
+
+
+async def test_a_rate_set_while_an_unpaced_job_is_paused_paces_its_waiting_requests() -> None:
+    pacer = paced(0)
+    grants = Grants(pacer)
+
+    async def throttle_then_pace() -> None:
+        await anyio.sleep(1.0)
+        pacer.throttled("write", 2.0)  # everybody waits until 3.0 ...
+        await anyio.sleep(0.5)
+        pacer.set_rate(5)  # ... and is paced from then
+
+    def worker() -> Any:
+        return grants.keep_taking(pause=0.01)
+
+    await run_for(5.0, throttle_then_pace, *[worker] * 50)
+    after = [t for t in grants.all if t >= 1.5]
+    assert after[0] == pytest.approx(3.0)
+    assert max(count for _, count in most_in_window(after, 1.0)) <= 5 + 2
 
 
 async def test_a_cut_takes_effect_at_once() -> None:
@@ -384,6 +426,15 @@ async def test_a_429_without_retry_after_waits_longer_each_time_in_a_row() -> No
     await anyio.sleep(40.0)
     pacer.succeeded("write")  # an answer that was not a 429 ends the streak
     assert pacer.throttled("write", None).until - anyio.current_time() == 1.0
+
+
+async def test_a_retry_after_of_0_that_keeps_meeting_429s_waits_longer_each_time() -> None:
+    pacer = paced(0)  # unpaced, so that no ceiling holds it back: only the pause
+    pauses = []
+    for _ in range(4):
+        sent = await pacer.acquire("write")
+        pauses.append(pacer.throttled("write", 0.0, sent=sent).until - anyio.current_time())
+    assert pauses == [0.0, 2.0, 4.0, 8.0]
 
 
 async def fixed_windows(

@@ -118,14 +118,14 @@ class Pacer:
         Returns:
             the pacer's clock at the grant: pass it to :meth:`succeeded` or :meth:`throttled`.
         """
-        if not self._rate:  # unpaced: only a pause holds the request (this path is hot)
-            while (delay := self._paused(lane) - (now := self._clock())) > 0.0:
-                with anyio.move_on_after(delay):
-                    await self._changed.wait()
-            # kept all the same: its answer is matched to it, and a rate set later measures by it
-            self._lanes[lane].grants.add(now)
-            self._total.grants.add(now)
-            return now
+        while not self._rate:  # unpaced: only a pause holds the request (this path is hot)
+            if (delay := self._paused(lane) - (now := self._clock())) <= 0.0:
+                # kept all the same: its answer is matched to it; a rate set later measures by it
+                self._lanes[lane].grants.add(now)
+                self._total.grants.add(now)
+                return now
+            with anyio.move_on_after(delay):  # a rate set meanwhile paces it
+                await self._changed.wait()
         async with self._turns[lane]:
             self._heads.add(lane)
             try:
@@ -189,7 +189,8 @@ class Pacer:
         Args:
             lane: the request's lane.
             retry_after: the seconds the server asked to wait; None waits 1 s, doubling for
-                each run of 429s in a row, up to 32 s.
+                each run of 429s in a row, up to 32 s, and so does one shorter than that from
+                the second run on (the 429s show it too short).
             info: the answer's ``X-RateLimit-*`` headers.
             sent: when the request was granted (what :meth:`acquire` returned); now if None.
             reason: why, for a person (``"the hourly limit"``); ``"Retry-After N s"`` if None.
@@ -230,6 +231,8 @@ class Pacer:
     def _due(self, lane: Lane, now: float) -> tuple[float, bool]:
         """When the head of ``lane`` may go, and whether room in the server's window (the
         budget's) is what it waits for, rather than the pace."""
+        if not self._rate:  # unpaced since the request began waiting: only a pause holds it
+            return self._paused(lane), False
         paced = max(self._total.due(self._pace(self._total, now)), self._lane_due(lane, now))
         room = self._budget.due(self._total.grants, now)
         at = max(paced, room)

@@ -15,7 +15,9 @@ __all__ = ["Lane", "Pause", "Scope"]
 Lane = Literal["read", "write"]
 
 _TOLERANCE = 0.5  # of an interval: how early a slot may be taken, so a late timer costs nothing
-_LONGEST_GUESS = 32.0  # a 429 without Retry-After waits 1 s, doubling for each in a row
+# a 429 without Retry-After waits 1 s, doubling for each run in a row (and so does one whose
+# Retry-After the runs show too short), up to this
+_LONGEST_GUESS = 32.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +108,9 @@ class Scope:
         floor: float | None,
     ) -> Pause:
         """A 429 to a request granted at ``sent`` came at ``now``: pause ``lanes`` for
-        ``retry_after`` seconds (a guess when None), or for the pause in force if it is longer,
-        and learn from it unless ``floor`` is None (the lowest ceiling it may teach).
+        ``retry_after`` seconds (a guess when None, or when runs of 429s in a row show it too
+        short), or for the pause in force if it is longer, and learn from it unless ``floor``
+        is None (the lowest ceiling it may teach).
 
         Only the first 429 of a run sets the ceiling: those to requests that left before it
         came back echo it (their windows held the same requests), and only take off the
@@ -120,7 +123,11 @@ class Scope:
                 self.ceiling.throttled(self.grants, sent=sent, floor=floor)
         elif floor is not None:
             self.ceiling.echoed(sent)
-        wait = min(2.0 ** (self.streak - 1), _LONGEST_GUESS) if retry_after is None else retry_after
+        guess = min(2.0 ** (self.streak - 1), _LONGEST_GUESS)
+        if retry_after is None:
+            wait = guess
+        else:  # one that runs of 429s in a row outlast is too short: wait longer each time
+            wait = retry_after if self.streak < 2 else max(retry_after, guess)
         since = self.throttled_since if self.streak else now
         if self.pause is None or now + wait > self.pause.until:
             reason = reason or f"Retry-After {round(wait, 1):g} s"

@@ -487,10 +487,16 @@ def test_a_lightly_used_fixed_windows_reset_tells_no_rolling_length() -> None:
 
 
 def fixed_window(
-    budget: Budget, grants: Grants, *, limit: int, rate: float, seconds: float
+    budget: Budget,
+    grants: Grants,
+    *,
+    limit: int,
+    rate: float,
+    seconds: float,
+    reset: float | None = None,
 ) -> None:
     """Requests at ``rate`` into windows of ``limit`` a second, counted 30 ms after they
-    leave, answered 5 ms later, with only Limit and Remaining."""
+    leave, answered 5 ms later, with Limit and Remaining (and ``reset`` as the Reset)."""
     used: dict[int, int] = {}
     for i in range(round(rate * seconds)):
         sent = i / rate
@@ -499,7 +505,8 @@ def fixed_window(
         grants.add(sent)
         left = max(0, limit - used[window])
         budget.answered(sent=sent, now=sent + 0.035, counted=True)
-        budget.update(RateLimitInfo(limit, left), sent=sent, now=sent + 0.035, grants=grants)
+        info = RateLimitInfo(limit, left, reset)
+        budget.update(info, sent=sent, now=sent + 0.035, grants=grants)
 
 
 def test_a_fixed_window_is_learnt_from_its_resets_and_then_paced_evenly() -> None:
@@ -657,44 +664,48 @@ def test_an_announced_reset_spreads_what_is_left_until_it() -> None:
 
 
 def test_a_reset_due_now_tells_no_windows_length() -> None:
-    # a reset given as a Unix time the client's clock has reached reads as 0 s to go: a
-    # window of no length would pace nothing
+    # every answer gives its reset as a Unix time the client's clock has passed: 0 s to go.
+    # A window of no length would pace nothing; its resets still tell its length
     budget, grants = Budget(), Grants()
-    fixed_window(budget, grants, limit=100, rate=90, seconds=2.5)  # two resets seen
-    for sent in (2.5, 2.52):
-        grants.add(sent)
-        budget.update(RateLimitInfo(100, 30, 0.0), sent=sent, now=sent + 0.035, grants=grants)
-    assert budget.window is None
-    fixed_window(budget, grants, limit=100, rate=90, seconds=6.0)  # and its resets still tell it
+    fixed_window(budget, grants, limit=100, rate=90, seconds=2.5, reset=0.0)
+    assert budget.window is None  # two resets so far
+    fixed_window(budget, grants, limit=100, rate=90, seconds=6.0, reset=0.0)
     assert budget.window == pytest.approx(1.0, abs=0.01)
 
 
-def test_one_answers_odd_reset_does_not_lengthen_the_window() -> None:
-    # a fixed minute of 100 whose answers announce its reset, but one announces another
-    # limit's, an hour away: believed, it would hold the job to 100 an hour for good
+@pytest.mark.parametrize(("length", "odd"), [(60.0, 3600.0), (1.0, 2.2)])
+def test_one_answers_odd_reset_does_not_lengthen_the_window(length: float, odd: float) -> None:
+    # fixed windows of 100 whose answers announce their reset, but one announces another
+    # limit's: believed, it would slow the job for good
     budget, grants = Budget(), Grants()
-    for i in range(12):
-        sent = i * 0.6
+    for i in range(30):
+        sent = i * length / 100
         grants.add(sent)
-        reset = 3600.0 if i == 10 else 60.0 - sent
-        budget.update(RateLimitInfo(100, 99 - i, reset), sent=sent, now=sent + 0.03, grants=grants)
-    assert budget.window == pytest.approx(60.0)
-    assert budget.allowed == pytest.approx(100 / 60)
+        reset = odd if i == 20 else length - sent % length
+        info = RateLimitInfo(100, 99 - i, reset)
+        budget.update(info, sent=sent, now=sent + 0.003, grants=grants)
+    assert budget.window == pytest.approx(length)
+    assert budget.allowed == pytest.approx(100 / length)
 
 
-def test_a_drop_long_after_the_carrier_is_another_clients_use() -> None:
-    # one request every 2 s into a minute's window of 100; then another client takes 70 of
-    # it. So large a drop is a reset's reordering only within the latencies' spread of the
-    # carrier: this long after it, it is believed
+def test_a_drop_is_a_resets_reordering_only_if_sent_before_the_carriers_answer() -> None:
+    # one request every 2 s into a minute's window of 100, the latest answered slowly. One
+    # sent before that answer came may have been counted before the carrier, in the window
+    # before a reset: its drop is not read. One sent after it was counted after the carrier,
+    # so a drop that large is another client's use: it takes 70 of the window
     budget, grants = Budget(), Grants()
     for i in range(6):
         sent = i * 2.0
         grants.add(sent)
-        budget.update(RateLimitInfo(100, 99 - i), sent=sent, now=sent + 0.05, grants=grants)
-    grants.add(12.0)
-    budget.update(RateLimitInfo(100, 24), sent=12.0, now=12.05, grants=grants)
+        now = sent + (0.3 if i == 5 else 0.05)
+        budget.update(RateLimitInfo(100, 99 - i), sent=sent, now=now, grants=grants)
+    grants.add(10.2)
+    budget.update(RateLimitInfo(100, 25), sent=10.2, now=10.25, grants=grants)
+    assert budget.pace(10.25, grants) > 300  # 93 left, less the one sent since
+    grants.add(10.4)
+    budget.update(RateLimitInfo(100, 24), sent=10.4, now=10.45, grants=grants)
     # 24 left, one kept: no more than 23 over the quarter second it is neared in
-    assert budget.pace(12.05, grants) <= 23 / 0.25
+    assert budget.pace(10.45, grants) <= 23 / 0.25
 
 
 def test_a_pause_refills_the_window_without_teaching_a_reset_or_a_refill_rate() -> None:

@@ -32,8 +32,9 @@ refill is negative), its use until a request sent now is counted comes off too, 
 refill counts as none.
 
 The horizon is the time to the reset that ``X-RateLimit-Reset`` announces, once believed
-(:mod:`bulkruns.pace.fixed`; the window's requests are spread evenly up to it), a quarter of
-a second otherwise (the reserve is neared quickly, and from there the refill rate is kept).
+(:mod:`bulkruns.pace.fixed`; a 429's, always: the window's requests are spread evenly up to
+it), a quarter of a second otherwise (the reserve is neared quickly, and from there the refill
+rate is kept).
 
 A **fixed window** shows itself by coming back whole between two requests (the requests
 counted before that tell no rolling length: they left all at once; a window used lightly
@@ -77,7 +78,6 @@ _QUICKEST = 8  # spans of _LATENCIES answers whose quickest a full rolling windo
 _QUICKER = 0.1  # of that spread: how much quicker than the quickest of them a request may be
 _KEPT = 4096  # the grant times of the answers noted are trimmed to _STALE past this many
 _SPREAD = 0.1  # of a window: the most of the spread a learned fixed window allows for
-_REORDER = 2.0  # of the spread: how long after the carrier one sent may be counted before it
 
 
 class Budget:
@@ -161,18 +161,22 @@ class Budget:
                 self._late += 1  # read with it, so not counted after it by the time it came
             return
         limit = info.limit if info.limit is not None else self.limit
-        if sent > self._sent > -math.inf and not self._sent < self._quiet <= sent:
-            between = grants.count(self._sent, sent)
-            given = info.remaining - self._left + between
-            if limit and given <= -limit / 2 and sent - self._sent <= _REORDER * self._spread():
-                # counted just before a reset that the carrier showed: sent after it, but so
-                # soon that the way there put it first (later, the drop is another client's)
-                return
+        fresh = sent > self._sent > -math.inf and not self._sent < self._quiet <= sent
+        between = grants.count(self._sent, sent) if fresh else 0
+        given = info.remaining - self._left + between
+        if fresh and limit and given <= -limit / 2 and sent <= self._answered:
+            # counted just before a reset that the carrier showed: sent after it, but before
+            # its answer came (one sent later was counted later: the drop is another client's)
+            return
+        # a 429's reset says when it ends; one that let the request through bounds a fixed
+        # window once believed, and then the window's resets need not be learnt
+        announced = info.reset is not None and (refused or self._fixed.announced(info.reset, now))
+        if fresh:
             back = bool(limit and given >= limit / 2)  # half the window given back at once
             # or a lightly used window's reset: it holds the job's requests since, and the reserve
             if back or bool(limit and given > 0 and limit - info.remaining <= between + _RESERVE):
                 self._rolling.came_back(now)
-                if info.reset is None and back:
+                if back and not announced:
                     self._fixed.seen(self._answered - self._spread(), now)
             else:
                 decay = math.exp(-(sent - self._sent) / _REFILL_SPAN)
@@ -181,9 +185,7 @@ class Budget:
             self._rolling.measure(limit - info.remaining, now)
         self.limit, self._left, self._sent, self._answered = limit, info.remaining, sent, now
         self._late = 0
-        # a 429's reset says when it ends; one that let the request through bounds a fixed
-        # window, once believed
-        if info.reset is not None and (refused or self._fixed.announced(info.reset, now)):
+        if info.reset is not None and announced:
             self._reset_at = now + info.reset
 
     def answered(self, *, sent: float, now: float, counted: bool) -> None:

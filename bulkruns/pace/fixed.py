@@ -8,9 +8,9 @@ back whole too, after a quiet spell, but not steadily: so three resets placed by
 at least (a whole number of seconds, if just one fits, as servers count them) give it, and
 each later one in step refines it. An answer whose ``X-RateLimit-Reset`` let its request
 through announces it instead (a 429's says when its refusal ends: a penalty may outlast the
-window), once it is within the length already known or another answer announced the same
-reset: one odd answer's (another limit's) must not slow the job for good, and a reset due now
-tells no length.
+window), once it is within the length two answers in a row announced the same reset in (or
+their resets placed): one odd answer's (another limit's) must not slow the job for good, and
+a reset due now tells no length.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 __all__ = ["FixedWindow"]
 
 _PHASES = 4  # the latest resets kept, with the first in step: their spans give length and phase
-_SAME = 1.5  # seconds between two answers' resets that are one (whole seconds, and the way back)
+_SAME = 1.5  # seconds between two answers' resets that may be one
 
 
 class FixedWindow:
@@ -54,13 +54,15 @@ class FixedWindow:
         Returns:
             whether it is believed.
         """
+        if reset <= 0.0:
+            return False  # due now: it tells no length
         at, (before, earlier) = now + reset, self._announced
         self._announced = (at, reset)
-        same = abs(at - before) <= _SAME
-        if reset <= 0.0 or not (same or (self.window is not None and reset <= self.window)):
-            return False
-        self.window = max(self.window or 0.0, reset, earlier if same else 0.0)
-        return True
+        # two answers in a row announce the same reset, give or take a second (whole seconds,
+        # and the way back) but not half of either: the window is no shorter than both
+        if abs(at - before) <= min(_SAME, reset / 2, earlier / 2):
+            self.window = max(self.window or 0.0, reset, earlier)
+        return self.window is not None and reset <= self.window
 
     def seen(self, after: float, when: float) -> None:
         """The window came back whole after ``after`` (less the way back's variation) and by

@@ -8,9 +8,9 @@ back whole too, after a quiet spell, but not steadily: so three resets placed by
 at least (a whole number of seconds, if just one fits, as servers count them) give it, and
 each later one in step refines it. An answer whose ``X-RateLimit-Reset`` let its request
 through announces it instead (a 429's says when its refusal ends: a penalty may outlast the
-window), once it is within the length two answers in a row announced the same reset in (or
-their resets placed): one odd answer's (another limit's) must not slow the job for good, and
-a reset due now tells no length.
+window), once it is within the length known: the one that two answers in a row announcing the
+same reset give, or that the resets placed. One odd answer's (another limit's) must not slow
+the job for good, and a reset due now tells no length.
 """
 
 from __future__ import annotations

@@ -227,14 +227,15 @@ class Budget:
             quickest = min(quickest, min(self._quickest, default=quickest))
             return leaves - quickest + _QUICKER * self._spread()
         # room comes with answers still to come, or as another client's requests leave, which
-        # no answer foretells: once nothing sent since the carrier is in flight, the lanes
-        # send one after _PROBE, to see
-        pending = self._in_flight(grants, now, since=self._sent)
-        return math.inf if pending else self._probe_at()
+        # no answer foretells: the lanes send one, to see
+        return self._probe(grants, now)
 
-    def _probe_at(self) -> float:
-        """When a held lane with nothing in flight sends one request, to see: a moment after
-        the latest numbers, or after the latest probe refused, if its numbers went unread."""
+    def _probe(self, grants: Grants, now: float) -> float:
+        """When a held lane sends one request, to see: never while one sent since the carrier
+        is in flight (an older one's answer brings older numbers), else a moment after the
+        latest numbers, or after the latest probe refused, if its numbers went unread."""
+        if self._in_flight(grants, now, since=self._sent):
+            return math.inf
         return max(self._answered, self._refused) + _PROBE
 
     def _spread(self) -> float:
@@ -311,7 +312,7 @@ class Budget:
         pace = refill + (left - _RESERVE) / horizon
         if pace > 0.0:
             return min(pace, even)
-        if now >= self._probe_at() and not self._in_flight(grants, now, since=self._sent):
-            return math.inf  # nothing sent since is in flight: one request, to see what came back
+        if now >= self._probe(grants, now):
+            return math.inf  # one request, to see what came back
         stale = now - self._answered >= _STALE  # held since the latest numbers came
         return min(1.0 / _PROBE, even) if stale else 0.0

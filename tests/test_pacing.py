@@ -240,6 +240,24 @@ async def test_unpacing_lets_requests_the_ceiling_holds_go_at_once() -> None:
     assert grants.times["write"][-3:] == pytest.approx([start + 0.01] * 3)
 
 
+async def test_a_request_unpaced_while_it_waited_is_the_slot_a_new_rate_follows() -> None:
+    pacer = paced(2)
+    grants = Grants(pacer)
+    await grants.take()
+
+    async def unpace_then_pace() -> None:
+        await anyio.sleep(0.2)  # the second request waits for its slot at 0.5
+        pacer.set_rate(0)
+        await anyio.sleep(0.01)
+        pacer.set_rate(2)
+        await grants.take()
+
+    await run_for(1.0, unpace_then_pace, grants.take)
+    _, second, third = grants.times["write"]
+    assert second == pytest.approx(0.2)  # let go at once by the unpacing
+    assert third - second >= 1 / 2  # an interval after it, not after the first: no burst
+
+
 async def test_a_rate_set_while_an_unpaced_job_is_paused_paces_its_waiting_requests() -> None:
     pacer = paced(0)
     grants = Grants(pacer)

@@ -1,5 +1,5 @@
-"""One limit the pacer keeps to, the whole job's or one lane's: its latest slot, its pause, and
-what the server has taught about it."""
+"""One limit a job's requests keep to, the whole job's or one lane's: its latest slot, its
+pause, and what the server has taught about it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import Literal
 from bulkruns.pace.ceiling import Ceiling
 from bulkruns.pace.history import Grants
 
-__all__ = ["Lane", "Pause", "Scope"]
+__all__ = ["LANES", "Lane", "Pause", "Scope"]
 
 Lane = Literal["read", "write"]
+LANES: tuple[Lane, ...] = ("read", "write")
 
 _TOLERANCE = 0.5  # of an interval: how early a slot may be taken, so a late timer costs nothing
 # a 429 without Retry-After waits 1 s, doubling for each run in a row (and so does one whose

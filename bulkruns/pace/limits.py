@@ -122,8 +122,8 @@ class Limits:
     ) -> bool:
         """An answer other than a 429, with ``info`` its numbers, came at ``now`` to a request
         of ``lane`` granted at ``sent`` (``answered`` False: none came, a transport error).
-        Returns whether its numbers were read (only then may a waiting request be due
-        sooner)."""
+        Returns whether its numbers were read, which is worth waking the waiting requests
+        for."""
         self._judge(lane).accepted(sent, now, learn=bool(self._rate) and answered)
         self._budget.answered(sent=sent, now=now, counted=True)
         if info is None or lane != "write":
